@@ -1,0 +1,282 @@
+"""Ingestion records: one row per uploaded object, one per committed chunk, the first rejected lines.
+
+A chunk row is inserted in the same transaction as the chunk's data, so "is this chunk loaded?" and
+"are its rows in the table?" can never disagree: a rerun after a crash skips exactly the committed
+chunks, and two workers racing on one chunk collide on its primary key instead of loading it twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from chalicelib.db import metadata
+
+STATUSES = ("queued", "running", "done", "failed")
+
+ingestions = sa.Table(
+    "ingestions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("dataset", sa.String(32), nullable=False),
+    sa.Column("bucket", sa.String(255), nullable=False),
+    sa.Column("key", sa.String(1024), nullable=False),
+    sa.Column("etag", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("rows_loaded", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_rejected", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("bytes_total", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("bytes_done", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("chunks_total", sa.Integer),
+    sa.Column("header", sa.Text),
+    sa.Column("error", sa.Text),
+    sa.Column("duplicate_of", sa.Integer, sa.ForeignKey("ingestions.id")),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("notified_at", sa.DateTime),
+    sa.UniqueConstraint("bucket", "key", "etag", name="uq_ingestions_object"),
+    sa.Index("ix_ingestions_content", "etag", "bytes_total"),
+)
+
+ingestion_chunks = sa.Table(
+    "ingestion_chunks",
+    metadata,
+    sa.Column("ingestion_id", sa.Integer, sa.ForeignKey("ingestions.id"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("byte_start", sa.BigInteger, nullable=False),
+    sa.Column("byte_end", sa.BigInteger, nullable=False),
+    sa.Column("lines", sa.Integer, nullable=False),
+    sa.Column("rows_loaded", sa.Integer, nullable=False),
+    sa.Column("rows_rejected", sa.Integer, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=False),
+)
+
+ingestion_rejects = sa.Table(
+    "ingestion_rejects",
+    metadata,
+    sa.Column("ingestion_id", sa.Integer, sa.ForeignKey("ingestions.id"), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("line", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("message", sa.Text, nullable=False),
+)
+
+
+def utcnow() -> dt.datetime:
+    """Now, as a naive UTC datetime (how every timestamp is stored, on both databases)."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.replace(microsecond=0).isoformat() + "Z"
+
+
+def get(conn: Connection, ingestion_id: int) -> dict[str, Any] | None:
+    row = conn.execute(sa.select(ingestions).where(ingestions.c.id == ingestion_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def find_object(conn: Connection, bucket: str, key: str, etag: str) -> dict[str, Any] | None:
+    row = (
+        conn.execute(
+            sa.select(ingestions).where(
+                ingestions.c.bucket == bucket, ingestions.c.key == key, ingestions.c.etag == etag
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return dict(row) if row else None
+
+
+def find_same_content(conn: Connection, etag: str, size: int, exclude_id: int) -> int | None:
+    """The first ingestion (not itself a duplicate) of the same bytes under another key."""
+    return conn.execute(
+        sa.select(ingestions.c.id)
+        .where(
+            ingestions.c.etag == etag,
+            ingestions.c.bytes_total == size,
+            ingestions.c.duplicate_of.is_(None),
+            ingestions.c.id != exclude_id,
+        )
+        .order_by(ingestions.c.id)
+        .limit(1)
+    ).scalar()
+
+
+def create(conn: Connection, dataset: str, bucket: str, key: str, etag: str, size: int) -> int:
+    result = conn.execute(
+        ingestions.insert().values(
+            dataset=dataset,
+            bucket=bucket,
+            key=key,
+            etag=etag,
+            bytes_total=size,
+            status="queued",
+            created_at=utcnow(),
+        )
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def update(conn: Connection, ingestion_id: int, **values: Any) -> None:
+    conn.execute(ingestions.update().where(ingestions.c.id == ingestion_id).values(**values))
+
+
+def start(conn: Connection, ingestion_id: int, header: list[str], chunks_total: int) -> None:
+    """Record the plan and move a queued ingestion to running (a no-op once it is running)."""
+    conn.execute(
+        ingestions.update()
+        .where(ingestions.c.id == ingestion_id, ingestions.c.status == "queued")
+        .values(status="running", started_at=utcnow(), header=json.dumps(header), chunks_total=chunks_total)
+    )
+
+
+def fail(conn: Connection, ingestion_id: int, message: str) -> bool:
+    """Mark an unfinished ingestion failed; False if it had already finished."""
+    result = conn.execute(
+        ingestions.update()
+        .where(ingestions.c.id == ingestion_id, ingestions.c.status.in_(("queued", "running")))
+        .values(status="failed", error=message, finished_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+def finish(conn: Connection, ingestion_id: int) -> bool:
+    """Mark a running ingestion done; False if another worker finished (or failed) it first."""
+    result = conn.execute(
+        ingestions.update()
+        .where(ingestions.c.id == ingestion_id, ingestions.c.status == "running")
+        .values(status="done", finished_at=utcnow())
+    )
+    return result.rowcount == 1
+
+
+def done_chunks(conn: Connection, ingestion_id: int) -> set[int]:
+    rows = conn.execute(
+        sa.select(ingestion_chunks.c.seq).where(ingestion_chunks.c.ingestion_id == ingestion_id)
+    )
+    return {r[0] for r in rows}
+
+
+def claim_chunk(conn: Connection, ingestion_id: int, seq: int, byte_start: int, byte_end: int) -> None:
+    """Insert the chunk's marker first, so a second worker on the same chunk waits, then collides.
+
+    Raises sqlalchemy.exc.IntegrityError when the chunk is already committed.
+    """
+    conn.execute(
+        ingestion_chunks.insert().values(
+            ingestion_id=ingestion_id,
+            seq=seq,
+            byte_start=byte_start,
+            byte_end=byte_end,
+            lines=0,
+            rows_loaded=0,
+            rows_rejected=0,
+            finished_at=utcnow(),
+        )
+    )
+
+
+def complete_chunk(
+    conn: Connection,
+    ingestion_id: int,
+    seq: int,
+    lines: int,
+    loaded: int,
+    rejects: list[tuple[int, str]],
+    rejected: int,
+    keep_errors: int,
+) -> None:
+    """Record what a chunk did and add it to the ingestion's counters, in the chunk's transaction."""
+    conn.execute(
+        ingestion_chunks.update()
+        .where(ingestion_chunks.c.ingestion_id == ingestion_id, ingestion_chunks.c.seq == seq)
+        .values(lines=lines, rows_loaded=loaded, rows_rejected=rejected, finished_at=utcnow())
+    )
+    if rejects and keep_errors > 0:
+        conn.execute(
+            ingestion_rejects.insert(),
+            [
+                {"ingestion_id": ingestion_id, "seq": seq, "line": line, "message": message}
+                for line, message in rejects[:keep_errors]
+            ],
+        )
+    chunk_bytes = sa.select(ingestion_chunks.c.byte_end - ingestion_chunks.c.byte_start).where(
+        ingestion_chunks.c.ingestion_id == ingestion_id, ingestion_chunks.c.seq == seq
+    )
+    conn.execute(
+        ingestions.update()
+        .where(ingestions.c.id == ingestion_id)
+        .values(
+            rows_loaded=ingestions.c.rows_loaded + loaded,
+            rows_rejected=ingestions.c.rows_rejected + rejected,
+            bytes_done=ingestions.c.bytes_done + chunk_bytes.scalar_subquery(),
+        )
+    )
+
+
+def errors(conn: Connection, ingestion_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """The first rejected lines, numbered from the start of the file.
+
+    A chunk only knows its own line numbers; the file's are its own plus the lines of every
+    earlier chunk, which are all committed by the time any error is shown for a finished file.
+    """
+    chunk_lines = dict(
+        conn.execute(
+            sa.select(ingestion_chunks.c.seq, ingestion_chunks.c.lines).where(
+                ingestion_chunks.c.ingestion_id == ingestion_id
+            )
+        ).all()
+    )
+    offsets: dict[int, int] = {}
+    total = 0
+    for seq in range(max(chunk_lines, default=-1) + 1):
+        offsets[seq] = total
+        total += chunk_lines.get(seq, 0)
+    rows = conn.execute(
+        sa.select(ingestion_rejects.c.seq, ingestion_rejects.c.line, ingestion_rejects.c.message)
+        .where(ingestion_rejects.c.ingestion_id == ingestion_id)
+        .order_by(ingestion_rejects.c.seq, ingestion_rejects.c.line)
+        .limit(limit)
+    ).all()
+    return [{"line": offsets.get(seq, 0) + line, "message": message} for seq, line, message in rows]
+
+
+def to_json(conn: Connection, row: dict[str, Any], max_errors: int = 20) -> dict[str, Any]:
+    """The public shape of an ingestion (GET /ingestions/{id} and every WebSocket message)."""
+    return {
+        "id": row["id"],
+        "dataset": row["dataset"],
+        "bucket": row["bucket"],
+        "key": row["key"],
+        "status": row["status"],
+        "rows_loaded": int(row["rows_loaded"] or 0),
+        "rows_rejected": int(row["rows_rejected"] or 0),
+        "bytes_total": int(row["bytes_total"] or 0),
+        "bytes_done": int(row["bytes_done"] or 0),
+        "errors": errors(conn, row["id"], max_errors) if row["rows_rejected"] else [],
+        "error": row["error"],
+        "duplicate_of": row["duplicate_of"],
+        "created_at": iso(row["created_at"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+    }
+
+
+def page(
+    conn: Connection, limit: int, after: int | None, status: str | None, dataset: str | None
+) -> list[dict[str, Any]]:
+    """Newest first, keyset-paginated on id."""
+    query = sa.select(ingestions).order_by(ingestions.c.id.desc()).limit(limit)
+    if after is not None:
+        query = query.where(ingestions.c.id < after)
+    if status:
+        query = query.where(ingestions.c.status == status)
+    if dataset:
+        query = query.where(ingestions.c.dataset == dataset)
+    return [dict(r) for r in conn.execute(query).mappings()]

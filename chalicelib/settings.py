@@ -1,0 +1,86 @@
+"""Configuration, read from the environment when asked for, never at import time."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SQLITE_PATH = Path("data") / "sluice.sqlite"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{DEFAULT_SQLITE_PATH}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything sluice reads from its environment (see the README's Configuration table)."""
+
+    database_url: str
+    ingest_bucket: str
+    ingest_queue_url: str
+    chunk_bytes: int
+    ingest_workers: int
+    max_reject_share: float
+    max_errors_kept: int
+    grid_deg: float
+    hour_bucket: int
+    github_api_url: str
+    github_token: str
+    github_token_parameter: str
+    github_org: str
+    github_repos: tuple[str, ...]
+    websocket_api_id: str
+    websocket_stage: str
+    websocket_token: str
+    results_bucket: str
+    plays_part_bytes: int
+    stage: str
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        repos = tuple(r.strip() for r in os.environ.get("GITHUB_REPOS", "").split(",") if r.strip())
+        return cls(
+            database_url=os.environ.get("DATABASE_URL", "").strip() or default_database_url(),
+            ingest_bucket=os.environ.get("INGEST_BUCKET", "").strip(),
+            ingest_queue_url=os.environ.get("INGEST_QUEUE_URL", "").strip(),
+            chunk_bytes=max(_int("CHUNK_BYTES", 16 * 1024 * 1024), 1024),
+            ingest_workers=max(_int("INGEST_WORKERS", 2), 1),
+            max_reject_share=_float("MAX_REJECT_SHARE", 0.1),
+            max_errors_kept=_int("MAX_ERRORS_KEPT", 20),
+            grid_deg=_float("GRID_DEG", 0.005),
+            hour_bucket=_int("HOUR_BUCKET", 1),
+            github_api_url=os.environ.get("GITHUB_API_URL", "").strip() or "https://api.github.com",
+            github_token=os.environ.get("GITHUB_TOKEN", "").strip(),
+            github_token_parameter=os.environ.get("GITHUB_TOKEN_PARAMETER", "").strip(),
+            github_org=os.environ.get("GITHUB_ORG", "").strip(),
+            github_repos=repos,
+            websocket_api_id=os.environ.get("WEBSOCKET_API_ID", "").strip(),
+            websocket_stage=os.environ.get("WEBSOCKET_STAGE", "").strip() or "api",
+            websocket_token=os.environ.get("WEBSOCKET_TOKEN", "").strip(),
+            results_bucket=os.environ.get("RESULTS_BUCKET", "").strip()
+            or os.environ.get("INGEST_BUCKET", "").strip(),
+            plays_part_bytes=_int("PLAYS_PART_BYTES", 64 * 1024 * 1024),
+            stage=os.environ.get("STAGE", "").strip() or "local",
+        )
