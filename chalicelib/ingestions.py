@@ -68,7 +68,7 @@ ingestion_rejects = sa.Table(
 
 def utcnow() -> dt.datetime:
     """Now, as a naive UTC datetime (how every timestamp is stored, on both databases)."""
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def iso(value: dt.datetime | None) -> str | None:

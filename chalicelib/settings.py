@@ -33,6 +33,19 @@ def default_database_url() -> str:
     return f"sqlite:///{DEFAULT_SQLITE_PATH}"
 
 
+def _database_url() -> str:
+    """DATABASE_URL; in deployed stages the URL (it holds a password) comes from SSM instead."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        return url
+    name = os.environ.get("DATABASE_URL_PARAMETER", "").strip()
+    if name:
+        from chalicelib.secrets import parameter
+
+        return parameter(name)
+    return default_database_url()
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything sluice reads from its environment (see the README's Configuration table)."""
@@ -62,7 +75,7 @@ class Settings:
     def from_env(cls) -> Settings:
         repos = tuple(r.strip() for r in os.environ.get("GITHUB_REPOS", "").split(",") if r.strip())
         return cls(
-            database_url=os.environ.get("DATABASE_URL", "").strip() or default_database_url(),
+            database_url=_database_url(),
             ingest_bucket=os.environ.get("INGEST_BUCKET", "").strip(),
             ingest_queue_url=os.environ.get("INGEST_QUEUE_URL", "").strip(),
             chunk_bytes=max(_int("CHUNK_BYTES", 16 * 1024 * 1024), 1024),

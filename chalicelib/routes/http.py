@@ -107,7 +107,7 @@ def instant_param(params: dict[str, str], name: str, required: bool = False) -> 
             f"'{name}' must be an instant like 2021-03-01T00:00:00Z or '2021-03-01 00:00:00', got {raw!r}."
         ) from None
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value
 
 
