@@ -82,13 +82,13 @@ def bulk_insert(conn: Connection, table: sa.Table, columns: Sequence[str], data:
     if data.num_rows == 0:
         return 0
     if is_postgres(conn):
-        _copy_csv(conn, table, columns, data)
+        _copy_csv(conn, conn.dialect.identifier_preparer.format_table(table), columns, data)
     else:
         _sqlite_executemany(conn, table, columns, data)
     return data.num_rows
 
 
-def _copy_csv(conn: Connection, table: sa.Table, columns: Sequence[str], data: Any) -> None:
+def _copy_csv(conn: Connection, name: str, columns: Sequence[str], data: Any) -> None:
     import pyarrow.csv as pacsv
 
     buf = io.BytesIO()
@@ -98,7 +98,6 @@ def _copy_csv(conn: Connection, table: sa.Table, columns: Sequence[str], data: A
         write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"),
     )
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
-    name = conn.dialect.identifier_preparer.format_table(table)
     raw = conn.connection.driver_connection
     with raw.cursor() as cur:
         with cur.copy(f"COPY {name} ({quoted}) FROM STDIN (FORMAT csv)") as copy:
@@ -109,29 +108,52 @@ def _sqlite_executemany(conn: Connection, table: sa.Table, columns: Sequence[str
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     marks = ", ".join("?" for _ in columns)
     name = conn.dialect.identifier_preparer.format_table(table)
-    lists = [data.column(c).to_pylist() for c in columns]
-    rows = list(zip(*lists, strict=True))
     # Identifiers come from Table metadata, quoted by the dialect; values are bound.
-    conn.exec_driver_sql(f"INSERT INTO {name} ({quoted}) VALUES ({marks})", rows)  # noqa: S608
+    conn.exec_driver_sql(f"INSERT INTO {name} ({quoted}) VALUES ({marks})", _sqlite_rows(data, columns))  # noqa: S608
 
 
-def add_counts(
-    conn: Connection, table: sa.Table, keys: Sequence[str], rows: list[dict], count: str = "trips"
-) -> None:
-    """Upsert `rows` into a rollup table, adding each row's `count` column to the stored one.
+def _sqlite_rows(data: Any, columns: Sequence[str]) -> list[tuple]:
+    """Rows as tuples, dates and times as the strings SQLAlchemy's SQLite types store and compare."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    Rows are sorted by key so that concurrent workers lock rollup rows in one order (no deadlocks).
+    lists = []
+    for name in columns:
+        column = data.column(name)
+        if pa.types.is_timestamp(column.type):
+            column = pc.binary_join_element_wise(pc.strftime(column, format="%Y-%m-%d %H:%M:%S"), ".000000", "")
+        elif pa.types.is_date(column.type):
+            column = pc.strftime(column, format="%Y-%m-%d")
+        lists.append(column.to_pylist())
+    return list(zip(*lists, strict=True))
+
+
+def add_counts(conn: Connection, table: sa.Table, keys: Sequence[str], data: Any, count: str = "trips") -> None:
+    """Upsert a pyarrow Table of (keys..., count) into a rollup table, adding to the stored counts.
+
+    PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT, in key order
+    so that concurrent workers lock rollup rows in the same order (no deadlocks). SQLite: executemany.
     """
-    if not rows:
+    if data.num_rows == 0:
         return
-    rows = sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+    prep = conn.dialect.identifier_preparer
+    columns = [*keys, count]
+    cols = ", ".join(prep.quote(c) for c in columns)
+    key_cols = ", ".join(prep.quote(k) for k in keys)
+    name = prep.format_table(table)
+    c = prep.quote(count)
+    update = f"ON CONFLICT ({key_cols}) DO UPDATE SET {c} = {name}.{c} + excluded.{c}"
     if is_postgres(conn):
-        from sqlalchemy.dialects.postgresql import insert
+        temp = f"tmp_{table.name}"
+        conn.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {name}) ON COMMIT DELETE ROWS"
+        )
+        _copy_csv(conn, temp, columns, data)
+        conn.exec_driver_sql(
+            f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {temp} ORDER BY {key_cols} {update}"  # noqa: S608
+        )
+        conn.exec_driver_sql(f"TRUNCATE {temp}")
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    stmt = insert(table)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[table.c[k] for k in keys],
-        set_={count: table.c[count] + stmt.excluded[count]},
-    )
-    conn.execute(stmt, rows)
+        marks = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {name} ({cols}) VALUES ({marks}) {update}"  # noqa: S608
+        conn.exec_driver_sql(sql, _sqlite_rows(data, columns))

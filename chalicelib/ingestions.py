@@ -127,12 +127,12 @@ def update(conn: Connection, ingestion_id: int, **values: Any) -> None:
     conn.execute(ingestions.update().where(ingestions.c.id == ingestion_id).values(**values))
 
 
-def start(conn: Connection, ingestion_id: int, header: list[str], chunks_total: int) -> None:
+def start(conn: Connection, ingestion_id: int, plan: dict[str, Any], chunks_total: int | None) -> None:
     """Record the plan and move a queued ingestion to running (a no-op once it is running)."""
     conn.execute(
         ingestions.update()
         .where(ingestions.c.id == ingestion_id, ingestions.c.status == "queued")
-        .values(status="running", started_at=utcnow(), header=json.dumps(header), chunks_total=chunks_total)
+        .values(status="running", started_at=utcnow(), header=json.dumps(plan), chunks_total=chunks_total)
     )
 
 

@@ -78,3 +78,47 @@ def db_url(request, tmp_path) -> Iterator[str]:
 @pytest.fixture
 def engine(db_url):
     return get_engine(db_url)
+
+
+# --- AWS (moto) and the Chalice test client -------------------------------------------------------
+
+BUCKET = "sluice-test-uploads"
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """moto's in-process S3/SQS/SSM with fake credentials; yields an S3 client with BUCKET created."""
+    import boto3
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        yield s3
+
+
+@pytest.fixture
+def app_env(db_url, aws, monkeypatch):
+    """The environment a handler sees: this test's database and bucket, no queue."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("INGEST_BUCKET", BUCKET)
+    monkeypatch.delenv("INGEST_QUEUE_URL", raising=False)
+    return db_url
+
+
+@pytest.fixture
+def client(app_env):
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app, stage_name="local") as test_client:
+        yield test_client

@@ -1,0 +1,110 @@
+"""Cutting a CSV object into chunks that end on line boundaries.
+
+A chunk is a nominal byte range [start, end) of the object; it owns every line that *starts* inside
+it. Reading a chunk therefore skips the partial line at its start (the previous chunk owns it) and
+reads past its end to finish its last line. Any split of a file gives each line to exactly one chunk,
+so chunks can be loaded in any order, in parallel, and retried one at a time.
+
+Gzip files cannot be read in ranges; they are cut into blocks while decompressing, at the last
+newline before each `block_bytes` mark, which depends only on the content, so a rerun cuts them the
+same way and can skip the blocks already committed.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from chalicelib.errors import FileRejected
+
+BOM = b"\xef\xbb\xbf"
+EXTEND_STEP = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Chunk:
+    seq: int
+    start: int
+    end: int
+
+
+def plan(size: int, chunk_bytes: int) -> list[Chunk]:
+    """Nominal ranges covering [0, size); the last one absorbs a small remainder."""
+    if size <= 0:
+        return []
+    count = max(1, round(size / chunk_bytes))
+    step = -(-size // count)
+    return [Chunk(i, i * step, min(size, (i + 1) * step)) for i in range(count) if i * step < size]
+
+
+def read_lines(read: Callable[[int, int], bytes], chunk: Chunk, size: int) -> bytes:
+    """The complete lines that start in [chunk.start, chunk.end); `read(a, b)` returns bytes [a, b)."""
+    if chunk.start == 0:
+        data = read(0, chunk.end)
+        data = data[len(BOM):] if data.startswith(BOM) else data
+    else:
+        data = read(chunk.start - 1, chunk.end)
+        first = data.find(b"\n")
+        if first < 0:
+            return b""  # one long line spans the whole chunk; an earlier chunk owns it
+        data = data[first + 1:]
+    if chunk.end >= size or data.endswith(b"\n") or not data:
+        return data
+    return data + _rest_of_line(read, chunk.end, size)
+
+
+def _rest_of_line(read: Callable[[int, int], bytes], pos: int, size: int) -> bytes:
+    parts = []
+    while pos < size:
+        piece = read(pos, min(size, pos + EXTEND_STEP))
+        newline = piece.find(b"\n")
+        if newline >= 0:
+            parts.append(piece[: newline + 1])
+            break
+        parts.append(piece)
+        pos += len(piece)
+    return b"".join(parts)
+
+
+def gzip_blocks(stream, block_bytes: int, read_size: int = 1024 * 1024) -> Iterator[tuple[Chunk, bytes]]:
+    """(chunk, lines) blocks of a gzip stream; chunk offsets are compressed bytes consumed (progress)."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    buffer = bytearray()
+    consumed = start = seq = 0
+    first = True
+    while True:
+        raw = stream.read(read_size)
+        if not raw:
+            break
+        consumed += len(raw)
+        try:
+            buffer += inflater.decompress(raw)
+        except zlib.error:
+            raise FileRejected("The file ends in .gz but is not valid gzip data.") from None
+        if first and len(buffer) >= len(BOM):
+            first = False
+            if buffer.startswith(BOM):
+                del buffer[: len(BOM)]
+        while len(buffer) >= block_bytes:
+            cut = _cut_point(buffer, block_bytes)
+            if cut is None:
+                break
+            yield Chunk(seq, start, consumed), bytes(buffer[:cut])
+            del buffer[:cut]
+            seq, start = seq + 1, consumed
+    try:
+        buffer += inflater.flush()
+    except zlib.error:
+        raise FileRejected("The gzip data is truncated or corrupt.") from None
+    if first and buffer.startswith(BOM):
+        del buffer[: len(BOM)]
+    if buffer:
+        yield Chunk(seq, start, consumed), bytes(buffer)
+
+
+def _cut_point(buffer: bytearray, block_bytes: int) -> int | None:
+    newline = buffer.rfind(b"\n", 0, block_bytes)
+    if newline < 0:
+        newline = buffer.find(b"\n", block_bytes)
+    return None if newline < 0 else newline + 1

@@ -1,0 +1,556 @@
+"""The trips dataset: vehicle trips with a region, an origin, a destination and a start time.
+
+Files live under `trips/` with the header `region,origin_coord,destination_coord,datetime,datasource`
+(`date_time` is accepted for `datetime`). Coordinates are WKT `POINT (lon lat)`; times are naive UTC.
+
+The data model keeps the answers instant at any size. Each trip is stored with derived columns: its ISO
+week (named by its Monday), its time-of-day bucket and the grid cells of its origin and destination.
+Each chunk's load adds to three rollups in the same transaction:
+- `trip_region_weeks` / `trip_datasource_weeks`: trips per region (datasource) and week;
+- `trip_cell_weeks`: trips per grid cell of the origin (point 'o') or destination ('d') and week;
+- `trip_groups`: trips per similarity group (region, origin cell, destination cell, time-of-day bucket).
+
+A bounding box is answered from `trip_cell_weeks` for the cells wholly inside it; only the trips in its
+boundary cells (first and last column and row) are read, and tested against the exact coordinates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from chalicelib.csvblock import Block
+from chalicelib.db import add_counts, bulk_insert, metadata
+from chalicelib.errors import BadRequest, NotFound
+
+PREFIX = "trips"
+HAS_HEADER = True
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "region": ("region",),
+    "origin_coord": ("origin_coord",),
+    "destination_coord": ("destination_coord",),
+    "datetime": ("datetime", "date_time"),
+    "datasource": ("datasource",),
+}
+EXAMPLE_ROW = "Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car"
+
+_BIGID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+trips = sa.Table(
+    "trips",
+    metadata,
+    sa.Column("id", _BIGID, primary_key=True, autoincrement=True),
+    sa.Column("ingestion_id", sa.Integer, nullable=False),
+    sa.Column("region", sa.String(128), nullable=False),
+    sa.Column("datasource", sa.String(128), nullable=False),
+    sa.Column("origin_lon", sa.Float(53), nullable=False),
+    sa.Column("origin_lat", sa.Float(53), nullable=False),
+    sa.Column("dest_lon", sa.Float(53), nullable=False),
+    sa.Column("dest_lat", sa.Float(53), nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=False),
+    sa.Column("week", sa.Date, nullable=False),
+    sa.Column("tod", sa.SmallInteger, nullable=False),
+    sa.Column("o_cx", sa.Integer, nullable=False),
+    sa.Column("o_cy", sa.Integer, nullable=False),
+    sa.Column("d_cx", sa.Integer, nullable=False),
+    sa.Column("d_cy", sa.Integer, nullable=False),
+)
+region_weeks = sa.Table(
+    "trip_region_weeks",
+    metadata,
+    sa.Column("region", sa.String(128), primary_key=True),
+    sa.Column("week", sa.Date, primary_key=True),
+    sa.Column("trips", sa.BigInteger, nullable=False),
+)
+datasource_weeks = sa.Table(
+    "trip_datasource_weeks",
+    metadata,
+    sa.Column("datasource", sa.String(128), primary_key=True),
+    sa.Column("week", sa.Date, primary_key=True),
+    sa.Column("trips", sa.BigInteger, nullable=False),
+)
+cell_weeks = sa.Table(
+    "trip_cell_weeks",
+    metadata,
+    sa.Column("point", sa.String(1), primary_key=True),
+    sa.Column("cx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("cy", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("week", sa.Date, primary_key=True),
+    sa.Column("trips", sa.BigInteger, nullable=False),
+)
+groups = sa.Table(
+    "trip_groups",
+    metadata,
+    sa.Column("region", sa.String(128), primary_key=True),
+    sa.Column("o_cx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("o_cy", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("d_cx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("d_cy", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tod", sa.SmallInteger, primary_key=True, autoincrement=False),
+    sa.Column("trips", sa.BigInteger, nullable=False),
+)
+meta = sa.Table(
+    "sluice_meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+LOAD_COLUMNS = [c.name for c in trips.columns if c.name != "id"]
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_POINT = rf"(?i)^\s*POINT\s*\(\s*(?P<lon>{_NUM})\s+(?P<lat>{_NUM})\s*\)\s*$"
+_EPOCH_MONDAY_OFFSET = 3  # 1970-01-01 was a Thursday: (days + 3) % 7 is 0 on Mondays
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The similarity rule: square cells of `deg` degrees and time-of-day buckets of `hours` hours."""
+
+    deg: float
+    hours: int
+
+    def cell(self, value: float) -> int:
+        return math.floor(value / self.deg)
+
+    def centre(self, cell: int) -> float:
+        return round((cell + 0.5) * self.deg, 6)
+
+
+def context(conn: Connection, settings: Any) -> Grid:
+    """The grid in force: fixed by the first load (stored in sluice_meta), so rollups stay consistent."""
+    wanted = json.dumps({"deg": settings.grid_deg, "hours": settings.hour_bucket})
+    stored = conn.execute(sa.select(meta.c.value).where(meta.c.key == "trips.grid")).scalar()
+    if stored is None:
+        conn.execute(meta.insert().values(key="trips.grid", value=wanted))
+        stored = wanted
+    values = json.loads(stored)
+    return Grid(float(values["deg"]), int(values["hours"]))
+
+
+def read_grid(conn: Connection, settings: Any) -> Grid:
+    """The stored grid for queries, or the configured one while nothing is loaded."""
+    stored = conn.execute(sa.select(meta.c.value).where(meta.c.key == "trips.grid")).scalar()
+    if stored is None:
+        return Grid(settings.grid_deg, settings.hour_bucket)
+    values = json.loads(stored)
+    return Grid(float(values["deg"]), int(values["hours"]))
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Parsed:
+    table: pa.Table
+    rejects: list[tuple[int, str]]
+    rejected: int
+
+
+def parse(block: Block, grid: Grid, keep_errors: int = 20) -> Parsed:
+    """Validate and type a block of trips, vectorised; bad rows become (line, message) rejects."""
+    t = block.table
+    region = pc.utf8_trim_whitespace(t.column("region"))
+    source = pc.utf8_trim_whitespace(t.column("datasource"))
+    o_lon, o_lat = _points(t.column("origin_coord"))
+    d_lon, d_lat = _points(t.column("destination_coord"))
+    started = _timestamps(t.column("datetime"))
+    checks = {
+        "region": pc.greater(pc.utf8_length(region), 0),
+        "datasource": pc.greater(pc.utf8_length(source), 0),
+        "origin_coord": _in_range(o_lon, o_lat),
+        "destination_coord": _in_range(d_lon, d_lat),
+        "datetime": pc.is_valid(started),
+    }
+    ok = np.ones(t.num_rows, dtype=bool)
+    for mask in checks.values():
+        ok &= mask.to_numpy(zero_copy_only=False).astype(bool)
+    bad = np.flatnonzero(~ok)
+    rejects = [(int(block.lines[i]), _reject_message(t, checks, i)) for i in bad[:keep_errors]]
+    keep = pa.array(ok)
+    columns = {
+        "region": region.filter(keep),
+        "datasource": source.filter(keep),
+        "origin_lon": o_lon.filter(keep),
+        "origin_lat": o_lat.filter(keep),
+        "dest_lon": d_lon.filter(keep),
+        "dest_lat": d_lat.filter(keep),
+        "started_at": started.filter(keep),
+    }
+    return Parsed(_derive(columns, grid), rejects, len(bad))
+
+
+def _points(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    parts = pc.extract_regex(column, _POINT)
+    return (
+        pc.cast(pc.struct_field(parts, "lon"), pa.float64()),
+        pc.cast(pc.struct_field(parts, "lat"), pa.float64()),
+    )
+
+
+def _timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    text = pc.utf8_trim_whitespace(column)
+    plain = pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
+    iso_t = pc.strptime(text, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
+    return pc.coalesce(plain, iso_t)
+
+
+def _in_range(lon: pa.ChunkedArray, lat: pa.ChunkedArray) -> pa.ChunkedArray:
+    lon_ok = pc.and_(pc.greater_equal(lon, -180.0), pc.less_equal(lon, 180.0))
+    lat_ok = pc.and_(pc.greater_equal(lat, -90.0), pc.less_equal(lat, 90.0))
+    return pc.fill_null(pc.and_(lon_ok, lat_ok), False)
+
+
+def _reject_message(t: pa.Table, checks: dict[str, pa.ChunkedArray], i: int) -> str:
+    """Why row i was rejected, naming the first failing column and its value (rejected rows only)."""
+    for name, mask in checks.items():
+        if not mask[i].as_py():
+            source = "datetime" if name == "datetime" else name
+            value = t.column(source)[i].as_py()
+            return _explain(name, value)
+    return "the row could not be read"
+
+
+def _explain(name: str, value: str) -> str:
+    shown = value if len(value) <= 80 else value[:77] + "..."
+    if name in ("region", "datasource"):
+        return f"{name} is empty"
+    if name == "datetime":
+        return f"datetime {shown!r} is not a date and time like '2018-05-21 02:54:04'"
+    if value and _looks_like_point(value):
+        return f"{name} {shown!r} is outside the valid range (longitude -180..180, latitude -90..90)"
+    return f"{name} {shown!r} is not a WKT point like 'POINT (7.68 45.07)' (longitude first)"
+
+
+def _looks_like_point(value: str) -> bool:
+    return pc.match_substring_regex(pa.array([value]), _POINT)[0].as_py()
+
+
+def _derive(columns: dict[str, Any], grid: Grid) -> pa.Table:
+    """Add week, time-of-day bucket and grid cells, with numpy on whole columns."""
+    seconds = columns["started_at"].cast(pa.int64()).to_numpy()
+    days = seconds // 86400
+    monday = days - (days + _EPOCH_MONDAY_OFFSET) % 7
+    derived = {
+        "week": pa.array(monday.astype("int32"), pa.int32()).cast(pa.date32()),
+        "tod": pa.array(((seconds % 86400) // 3600 // grid.hours).astype("int16")),
+        "o_cx": _cells(columns["origin_lon"], grid),
+        "o_cy": _cells(columns["origin_lat"], grid),
+        "d_cx": _cells(columns["dest_lon"], grid),
+        "d_cy": _cells(columns["dest_lat"], grid),
+    }
+    table = pa.table({**columns, **derived})
+    return table
+
+
+def _cells(values: pa.ChunkedArray, grid: Grid) -> pa.Array:
+    return pa.array(np.floor(values.to_numpy() / grid.deg).astype("int32"))
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def load(conn: Connection, table: pa.Table, ingestion_id: int) -> int:
+    """Bulk-load typed trips and add them to every rollup, in the caller's transaction."""
+    if table.num_rows == 0:
+        return 0
+    table = table.append_column("ingestion_id", pa.array(np.full(table.num_rows, ingestion_id, "int32")))
+    bulk_insert(conn, trips, LOAD_COLUMNS, table)
+    _add_rollups(conn, table, sign=1)
+    return table.num_rows
+
+
+def _add_rollups(conn: Connection, table: pa.Table, sign: int) -> None:
+    def counted(keys: list[str], source: pa.Table = table) -> pa.Table:
+        out = source.group_by(keys).aggregate([("tod", "count")])
+        counts = pc.multiply(out.column("tod_count"), sign)
+        return out.drop_columns(["tod_count"]).append_column("trips", counts)
+
+    add_counts(conn, region_weeks, ["region", "week"], counted(["region", "week"]))
+    add_counts(conn, datasource_weeks, ["datasource", "week"], counted(["datasource", "week"]))
+    cells = pa.concat_tables([
+        _cell_keys(table, "o", "o_cx", "o_cy"),
+        _cell_keys(table, "d", "d_cx", "d_cy"),
+    ])
+    add_counts(conn, cell_weeks, ["point", "cx", "cy", "week"], counted(["point", "cx", "cy", "week"], cells))
+    keys = ["region", "o_cx", "o_cy", "d_cx", "d_cy", "tod"]
+    grouped = table.group_by(keys).aggregate([("week", "count")])
+    grouped = grouped.append_column("trips", pc.multiply(grouped.column("week_count"), sign))
+    add_counts(conn, groups, keys, grouped.drop_columns(["week_count"]))
+
+
+def _cell_keys(table: pa.Table, point: str, cx: str, cy: str) -> pa.Table:
+    return pa.table({
+        "point": pa.array([point] * table.num_rows, pa.string()),
+        "cx": table.column(cx),
+        "cy": table.column(cy),
+        "week": table.column("week"),
+        "tod": table.column("tod"),
+    })
+
+
+def discard(conn: Connection, ingestion_id: int) -> None:
+    """Take an ingestion's trips back out of the rollups and the table (a file failed as a whole)."""
+    query = sa.select(*(trips.c[c] for c in LOAD_COLUMNS)).where(trips.c.ingestion_id == ingestion_id)
+    rows = conn.execute(query).all()
+    if rows:
+        arrays = list(zip(*rows, strict=True))
+        table = pa.table({name: pa.array(list(values)) for name, values in zip(LOAD_COLUMNS, arrays, strict=True)})
+        table = table.set_column(table.schema.get_field_index("week"), "week", table.column("week").cast(pa.date32()))
+        _add_rollups(conn, table, sign=-1)
+        for rollup in (region_weeks, datasource_weeks, cell_weeks, groups):
+            conn.execute(rollup.delete().where(rollup.c.trips <= 0))
+    conn.execute(trips.delete().where(trips.c.ingestion_id == ingestion_id))
+
+
+def finish(conn: Connection, ingestion: dict[str, Any], settings: Any) -> None:
+    """Nothing left to do: the rollups were maintained chunk by chunk."""
+
+
+# --- queries --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BBox:
+    min_lon: float
+    min_lat: float
+    max_lon: float
+    max_lat: float
+
+    @classmethod
+    def parse(cls, raw: str) -> BBox:
+        parts = raw.split(",")
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        if len(values) != 4 or not all(math.isfinite(v) for v in values):
+            raise BadRequest(f"'bbox' must be four numbers min_lon,min_lat,max_lon,max_lat; got {raw!r}.")
+        box = cls(*values)
+        if not (-180 <= box.min_lon <= box.max_lon <= 180 and -90 <= box.min_lat <= box.max_lat <= 90):
+            raise BadRequest(
+                "'bbox' must satisfy -180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90; "
+                f"got {raw!r}."
+            )
+        return box
+
+    def cells(self, grid: Grid) -> tuple[int, int, int, int]:
+        return grid.cell(self.min_lon), grid.cell(self.min_lat), grid.cell(self.max_lon), grid.cell(self.max_lat)
+
+
+def _point_columns(point: str) -> tuple[Any, Any, Any, Any]:
+    if point == "o":
+        return trips.c.o_cx, trips.c.o_cy, trips.c.origin_lon, trips.c.origin_lat
+    return trips.c.d_cx, trips.c.d_cy, trips.c.dest_lon, trips.c.dest_lat
+
+
+def _inside(box: BBox, grid: Grid, point: str) -> Any:
+    """Condition: the trip's `point` lies in the box (cell range first, so the cell index is used)."""
+    cx, cy, lon, lat = _point_columns(point)
+    c0, r0, c1, r1 = box.cells(grid)
+    return sa.and_(
+        cx.between(c0, c1), cy.between(r0, r1),
+        lon.between(box.min_lon, box.max_lon), lat.between(box.min_lat, box.max_lat),
+    )
+
+
+def dataset_weeks(conn: Connection) -> tuple[dt.date | None, dt.date | None]:
+    """The first and last week holding any trip, across the whole dataset."""
+    row = conn.execute(
+        sa.select(sa.func.min(region_weeks.c.week), sa.func.max(region_weeks.c.week)).where(
+            region_weeks.c.trips > 0
+        )
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
+
+
+def monday(day: dt.date) -> dt.date:
+    return day - dt.timedelta(days=day.weekday())
+
+
+def weekly_counts(
+    conn: Connection, grid: Grid, start: dt.date, end: dt.date, region: str | None = None,
+    box: BBox | None = None, point: str = "origin",
+) -> dict[dt.date, int]:
+    """Trips per week in [start, end] (Mondays) for a region or a bounding box; weeks with none absent."""
+    if region is not None:
+        rows = conn.execute(
+            sa.select(region_weeks.c.week, region_weeks.c.trips).where(
+                region_weeks.c.region == region, region_weeks.c.week.between(start, end)
+            )
+        ).all()
+        return _sum_by_week(rows)
+    assert box is not None
+    if point == "both":
+        query = sa.select(trips.c.week, sa.func.count()).where(
+            _inside(box, grid, "o"), _inside(box, grid, "d"), trips.c.week.between(start, end)
+        ).group_by(trips.c.week)
+        return _sum_by_week(conn.execute(query).all())
+    p = "o" if point == "origin" else "d"
+    return _sum_by_week(_interior_rows(conn, grid, box, p, start, end) + _boundary_rows(conn, grid, box, p, start, end))
+
+
+def _interior_rows(conn: Connection, grid: Grid, box: BBox, p: str, start: dt.date, end: dt.date) -> list:
+    """Weekly sums over the cells wholly inside the box, from the rollup."""
+    c0, r0, c1, r1 = box.cells(grid)
+    if c1 - c0 < 2 or r1 - r0 < 2:
+        return []
+    query = (
+        sa.select(cell_weeks.c.week, sa.func.sum(cell_weeks.c.trips))
+        .where(
+            cell_weeks.c.point == p,
+            cell_weeks.c.cx.between(c0 + 1, c1 - 1),
+            cell_weeks.c.cy.between(r0 + 1, r1 - 1),
+            cell_weeks.c.week.between(start, end),
+        )
+        .group_by(cell_weeks.c.week)
+    )
+    return conn.execute(query).all()
+
+
+def _boundary_rows(conn: Connection, grid: Grid, box: BBox, p: str, start: dt.date, end: dt.date) -> list:
+    """Weekly counts of the trips in the box's boundary cells, tested against exact coordinates."""
+    cx, cy, lon, lat = _point_columns(p)
+    c0, r0, c1, r1 = box.cells(grid)
+    edge_columns = sa.and_(cx.in_(sorted({c0, c1})), cy.between(r0, r1))
+    edge_rows = sa.and_(cx.between(c0 + 1, c1 - 1), cy.in_(sorted({r0, r1})))
+    query = (
+        sa.select(trips.c.week, sa.func.count())
+        .where(
+            sa.or_(edge_columns, edge_rows),
+            lon.between(box.min_lon, box.max_lon),
+            lat.between(box.min_lat, box.max_lat),
+            trips.c.week.between(start, end),
+        )
+        .group_by(trips.c.week)
+    )
+    return conn.execute(query).all()
+
+
+def _sum_by_week(rows: list) -> dict[dt.date, int]:
+    out: dict[dt.date, int] = {}
+    for week, count in rows:
+        week = week if isinstance(week, dt.date) else dt.date.fromisoformat(str(week)[:10])
+        out[week] = out.get(week, 0) + int(count)
+    return out
+
+
+def week_range(conn: Connection, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date] | None:
+    """The Mondays to report: from/to when given (snapped to their week), else the dataset's span."""
+    first, last = dataset_weeks(conn)
+    start = monday(start) if start else first
+    end = monday(end) if end else last
+    if start is None or end is None:
+        return None
+    if start > end:
+        raise BadRequest(f"'from' ({start}) must not be after 'to' ({end}).")
+    if (end - start).days > 7 * 5300:
+        raise BadRequest("The week range is longer than 100 years; narrow 'from' and 'to'.")
+    return start, end
+
+
+def weekly_series(counts: dict[dt.date, int], start: dt.date, end: dt.date) -> list[dict[str, Any]]:
+    weeks = (end - start).days // 7 + 1
+    days = [start + dt.timedelta(weeks=i) for i in range(weeks)]
+    return [{"week": d.isoformat(), "trips": counts.get(d, 0)} for d in days]
+
+
+def weekly_average(counts: dict[dt.date, int], start: dt.date, end: dt.date) -> dict[str, Any]:
+    weeks = (end - start).days // 7 + 1
+    total = sum(v for k, v in counts.items() if start <= k <= end)
+    return {
+        "weekly_average": round(total / weeks, 4),
+        "weeks": weeks,
+        "trips": total,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+    }
+
+
+def top_groups(
+    conn: Connection, grid: Grid, region: str | None, box: BBox | None, min_trips: int, limit: int
+) -> list[dict[str, Any]]:
+    """Similar-trip groups, largest first; a bbox keeps groups whose origin cell centre lies in it."""
+    query = sa.select(groups).where(groups.c.trips >= max(min_trips, 1))
+    if region is not None:
+        query = query.where(groups.c.region == region)
+    if box is not None:
+        c0 = math.ceil(box.min_lon / grid.deg - 0.5)
+        c1 = math.floor(box.max_lon / grid.deg - 0.5)
+        r0 = math.ceil(box.min_lat / grid.deg - 0.5)
+        r1 = math.floor(box.max_lat / grid.deg - 0.5)
+        query = query.where(groups.c.o_cx.between(c0, c1), groups.c.o_cy.between(r0, r1))
+    order = (groups.c.trips.desc(), groups.c.region, groups.c.o_cx, groups.c.o_cy, groups.c.d_cx, groups.c.d_cy, groups.c.tod)
+    rows = conn.execute(query.order_by(*order).limit(limit)).mappings().all()
+    return [_group_json(r, grid) for r in rows]
+
+
+def _group_json(row: Any, grid: Grid) -> dict[str, Any]:
+    start = row["tod"] * grid.hours
+    return {
+        "region": row["region"],
+        "origin": {"lon": grid.centre(row["o_cx"]), "lat": grid.centre(row["o_cy"])},
+        "destination": {"lon": grid.centre(row["d_cx"]), "lat": grid.centre(row["d_cy"])},
+        "time_of_day": f"{start:02d}:00-{min(start + grid.hours, 24):02d}:00",
+        "trips": int(row["trips"]),
+    }
+
+
+def get_trip(conn: Connection, trip_id: int) -> dict[str, Any]:
+    row = conn.execute(sa.select(trips).where(trips.c.id == trip_id)).mappings().first()
+    if row is None:
+        raise NotFound(f"Trip {trip_id} not found.")
+    return trip_json(row)
+
+
+def list_trips(
+    conn: Connection, grid: Grid, limit: int, after: int | None, region: str | None = None,
+    datasource: str | None = None, day: dt.date | None = None, box: BBox | None = None,
+) -> list[dict[str, Any]]:
+    """Trips in id order after `after`, up to limit + 1 rows (the extra one marks a next page)."""
+    query = sa.select(trips).order_by(trips.c.id).limit(limit + 1)
+    if after is not None:
+        query = query.where(trips.c.id > after)
+    if region is not None:
+        query = query.where(trips.c.region == region)
+    if datasource is not None:
+        query = query.where(trips.c.datasource == datasource)
+    if day is not None:
+        start = dt.datetime.combine(day, dt.time())
+        query = query.where(trips.c.started_at >= start, trips.c.started_at < start + dt.timedelta(days=1))
+    if box is not None:
+        query = query.where(_inside(box, grid, "o"))
+    return [trip_json(r) for r in conn.execute(query).mappings()]
+
+
+def trip_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": int(row["id"]),
+        "region": row["region"],
+        "datasource": row["datasource"],
+        "origin": {"lon": row["origin_lon"], "lat": row["origin_lat"]},
+        "destination": {"lon": row["dest_lon"], "lat": row["dest_lat"]},
+        "datetime": row["started_at"].isoformat() + "Z",
+        "ingestion_id": row["ingestion_id"],
+    }
+
+
+def counts_by(conn: Connection, by: str) -> list[dict[str, Any]]:
+    table = region_weeks if by == "region" else datasource_weeks
+    column = table.c[by]
+    rows = conn.execute(
+        sa.select(column, sa.func.sum(table.c.trips)).group_by(column).having(sa.func.sum(table.c.trips) > 0)
+        .order_by(column)
+    ).all()
+    return [{by: name, "trips": int(total)} for name, total in rows]
