@@ -42,16 +42,17 @@ def read_lines(read: Callable[[int, int], bytes], chunk: Chunk, size: int) -> by
     """The complete lines that start in [chunk.start, chunk.end); `read(a, b)` returns bytes [a, b)."""
     if chunk.start == 0:
         data = read(0, chunk.end)
-        data = data[len(BOM):] if data.startswith(BOM) else data
     else:
         data = read(chunk.start - 1, chunk.end)
         first = data.find(b"\n")
         if first < 0:
             return b""  # one long line spans the whole chunk; an earlier chunk owns it
         data = data[first + 1:]
-    if chunk.end >= size or data.endswith(b"\n") or not data:
-        return data
-    return data + _rest_of_line(read, chunk.end, size)
+    if chunk.end < size and data and not data.endswith(b"\n"):
+        data += _rest_of_line(read, chunk.end, size)
+    if chunk.start == 0 and data.startswith(BOM):
+        data = data[len(BOM):]
+    return data
 
 
 def _rest_of_line(read: Callable[[int, int], bytes], pos: int, size: int) -> bytes:
@@ -68,39 +69,45 @@ def _rest_of_line(read: Callable[[int, int], bytes], pos: int, size: int) -> byt
 
 
 def gzip_blocks(stream, block_bytes: int, read_size: int = 1024 * 1024) -> Iterator[tuple[Chunk, bytes]]:
-    """(chunk, lines) blocks of a gzip stream; chunk offsets are compressed bytes consumed (progress)."""
+    """(chunk, lines) blocks of a gzip stream; chunk offsets are compressed bytes consumed (progress).
+
+    Each block is held back until the next one is cut, so the last one can end at the true end of the
+    compressed stream (its trailer included) and progress reaches bytes_total exactly.
+    """
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
     buffer = bytearray()
+    pending: tuple[Chunk, bytes] | None = None
     consumed = start = seq = 0
-    first = True
-    while True:
-        raw = stream.read(read_size)
-        if not raw:
-            break
+    bom_checked = False
+    for raw in iter(lambda: stream.read(read_size), b""):
         consumed += len(raw)
-        try:
-            buffer += inflater.decompress(raw)
-        except zlib.error:
-            raise FileRejected("The file ends in .gz but is not valid gzip data.") from None
-        if first and len(buffer) >= len(BOM):
-            first = False
+        buffer += _inflate(inflater, raw)
+        if not bom_checked and len(buffer) >= len(BOM):
+            bom_checked = True
             if buffer.startswith(BOM):
                 del buffer[: len(BOM)]
-        while len(buffer) >= block_bytes:
-            cut = _cut_point(buffer, block_bytes)
-            if cut is None:
-                break
-            yield Chunk(seq, start, consumed), bytes(buffer[:cut])
+        while len(buffer) >= block_bytes and (cut := _cut_point(buffer, block_bytes)) is not None:
+            if pending:
+                yield pending
+            pending = (Chunk(seq, start, consumed), bytes(buffer[:cut]))
             del buffer[:cut]
             seq, start = seq + 1, consumed
-    try:
-        buffer += inflater.flush()
-    except zlib.error:
-        raise FileRejected("The gzip data is truncated or corrupt.") from None
-    if first and buffer.startswith(BOM):
+    buffer += _inflate(inflater, None)
+    if not bom_checked and buffer.startswith(BOM):
         del buffer[: len(BOM)]
     if buffer:
-        yield Chunk(seq, start, consumed), bytes(buffer)
+        if pending:
+            yield pending
+        pending = (Chunk(seq, start, consumed), bytes(buffer))
+    if pending:
+        yield Chunk(pending[0].seq, pending[0].start, consumed), pending[1]
+
+
+def _inflate(inflater, raw: bytes | None) -> bytes:
+    try:
+        return inflater.decompress(raw) if raw is not None else inflater.flush()
+    except zlib.error:
+        raise FileRejected("The file ends in .gz but is not valid gzip data (corrupt or truncated).") from None
 
 
 def _cut_point(buffer: bytearray, block_bytes: int) -> int | None:

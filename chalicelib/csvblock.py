@@ -48,6 +48,9 @@ def line_layout(data: bytes) -> tuple[int, np.ndarray]:
 def parse(data: bytes, names: list[str], skip_header: bool) -> Block:
     """Parse `data` (whole lines) into string columns named `names`."""
     line_count, nonblank = line_layout(data)
+    if len(nonblank) <= (1 if skip_header else 0):
+        empty = pa.table({n: pa.array([], pa.string()) for n in names})
+        return Block(empty, np.empty(0, dtype=np.int64), line_count)
     bad: list[tuple[int, int, int]] = []
 
     def on_invalid(row: pacsv.InvalidRow) -> str:

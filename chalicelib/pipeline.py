@@ -218,7 +218,12 @@ def column_names(dataset: ModuleType, header: list[str]) -> list[str]:
 
 
 def run(engine: Engine, s3: Any, settings: Settings, job: Job, deadline: float | None) -> None:
-    """Load every chunk not yet committed, then finish; stop early (resumably) at the deadline."""
+    """Load every chunk not yet committed, then finish; stop early (resumably) at the deadline.
+
+    The deadline only applies with a queue to continue on: without one, the file is loaded whole.
+    """
+    if not settings.ingest_queue_url:
+        deadline = None
     if job.gzip:
         if not _run_gzip(engine, s3, settings, job, deadline):
             return

@@ -1,0 +1,48 @@
+"""Any split of a file into chunks gives every line to exactly one chunk."""
+
+import gzip
+import io
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chalicelib import chunks
+
+lines_strategy = st.lists(st.text(alphabet="ab,\r\"é", max_size=30), min_size=0, max_size=40)
+
+
+def _read(data: bytes):
+    return lambda a, b: data[a:b]
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=lines_strategy, chunk_bytes=st.integers(1, 64), final_newline=st.booleans(), bom=st.booleans())
+def test_chunks_partition_lines(lines, chunk_bytes, final_newline, bom):
+    body = "\n".join(lines).encode() + (b"\n" if final_newline and lines else b"")
+    data = (chunks.BOM if bom else b"") + body
+    plan = chunks.plan(len(data), chunk_bytes)
+    assert [c.seq for c in plan] == list(range(len(plan)))
+    assert not plan or (plan[0].start == 0 and plan[-1].end == len(data))
+    assert all(a.end == b.start for a, b in zip(plan, plan[1:], strict=False))
+    joined = b"".join(chunks.read_lines(_read(data), c, len(data)) for c in plan)
+    assert joined == body
+
+
+def test_chunk_owning_no_line_is_empty():
+    data = b"x" * 100 + b"\nshort\n"
+    plan = [chunks.Chunk(0, 0, 10), chunks.Chunk(1, 10, 20), chunks.Chunk(2, 20, len(data))]
+    parts = [chunks.read_lines(_read(data), c, len(data)) for c in plan]
+    assert parts == [b"x" * 100 + b"\n", b"", b"short\n"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(lines=lines_strategy, block=st.integers(1, 50), bom=st.booleans())
+def test_gzip_blocks_are_whole_lines_and_deterministic(lines, block, bom):
+    body = "\n".join(lines).encode()
+    raw = gzip.compress((chunks.BOM if bom else b"") + body)
+    first = list(chunks.gzip_blocks(io.BytesIO(raw), block, read_size=7))
+    second = list(chunks.gzip_blocks(io.BytesIO(raw), block, read_size=13))
+    assert b"".join(d for _, d in first) == body
+    assert [d for _, d in first] == [d for _, d in second]  # cut by content, not by read size
+    assert all(d.endswith(b"\n") for _, d in first[:-1])
+    assert first == [] or first[-1][0].end == len(raw)

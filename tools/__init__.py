@@ -1,0 +1,1 @@
+"""Developer tools (data generators, local helpers)."""
