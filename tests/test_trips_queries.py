@@ -1,0 +1,198 @@
+"""Trips queries equal a brute-force count over the raw rows, and bad parameters get clear 400s."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.ingest import get, ingest
+
+GRID = 0.01
+CENTRE = (7.68, 45.07)
+
+
+def _random_trips(seed: int, n: int) -> list[dict]:
+    """Trips around Turin on a coarse lattice, so many points fall exactly on cell and box edges."""
+    rng = random.Random(seed)
+    start = dt.datetime(2018, 4, 2)
+
+    def coord(centre: float) -> float:
+        return round(centre + rng.randint(-40, 40) * 0.0025, 4)
+
+    return [
+        {
+            "region": rng.choice(["Turin", "Prague"]),
+            "datasource": rng.choice(["funny_car", "cheap_mobile"]),
+            "o": (coord(CENTRE[0]), coord(CENTRE[1])),
+            "d": (coord(CENTRE[0]), coord(CENTRE[1])),
+            "t": start + dt.timedelta(seconds=rng.randint(0, 86400 * 70)),
+        }
+        for _ in range(n)
+    ]
+
+
+def _csv(rows: list[dict]) -> bytes:
+    lines = ["region,origin_coord,destination_coord,datetime,datasource"]
+    for r in rows:
+        lines.append(
+            f"{r['region']},POINT ({r['o'][0]} {r['o'][1]}),POINT ({r['d'][0]} {r['d'][1]}),"
+            f"{r['t']:%Y-%m-%d %H:%M:%S},{r['datasource']}"
+        )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _monday(t: dt.datetime) -> dt.date:
+    return t.date() - dt.timedelta(days=t.weekday())
+
+
+def _inside(p: tuple[float, float], box: tuple[float, float, float, float]) -> bool:
+    return box[0] <= p[0] <= box[2] and box[1] <= p[1] <= box[3]
+
+
+def _brute_weekly(rows: list[dict], box, point: str) -> Counter:
+    def selected(r: dict) -> bool:
+        if point == "both":
+            return _inside(r["o"], box) and _inside(r["d"], box)
+        return _inside(r["o" if point == "origin" else "d"], box)
+
+    return Counter(_monday(r["t"]) for r in rows if selected(r))
+
+
+TRIPS = _random_trips(11, 600)
+
+
+@pytest.fixture
+def loaded(client, aws, app_env, monkeypatch):
+    monkeypatch.setenv("GRID_DEG", str(GRID))
+    monkeypatch.setenv("CHUNK_BYTES", "4096")
+    ingestion = ingest(client, aws, "trips/random.csv", _csv(TRIPS))
+    assert ingestion["status"] == "done" and ingestion["rows_loaded"] == len(TRIPS)
+    return client
+
+
+edges = st.integers(-44, 44).map(lambda k: round(k * 0.0025, 4))
+boxes = st.tuples(edges, edges, edges, edges).map(
+    lambda e: (
+        round(CENTRE[0] + min(e[0], e[1]), 4),
+        round(CENTRE[1] + min(e[2], e[3]), 4),
+        round(CENTRE[0] + max(e[0], e[1]), 4),
+        round(CENTRE[1] + max(e[2], e[3]), 4),
+    )
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(box=boxes, point=st.sampled_from(["origin", "destination", "both"]))
+def test_bbox_weekly_equals_brute_force(loaded, box, point):
+    bbox = ",".join(str(v) for v in box)
+    series = get(loaded, f"/trips/weekly?bbox={bbox}&point={point}")["items"]
+    expected = _brute_weekly(TRIPS, box, point)
+    assert {dt.date.fromisoformat(i["week"]): i["trips"] for i in series if i["trips"]} == dict(expected)
+    weeks = sorted({_monday(r["t"]) for r in TRIPS})
+    assert series[0]["week"] == weeks[0].isoformat() and series[-1]["week"] == weeks[-1].isoformat()
+    average = get(loaded, f"/trips/weekly-average?bbox={bbox}&point={point}")
+    assert average["trips"] == sum(expected.values())
+    assert average["weeks"] == len(series)
+    assert average["weekly_average"] == round(sum(expected.values()) / len(series), 4)
+
+
+def test_region_weekly_with_from_to_and_empty_weeks(loaded):
+    expected = Counter(_monday(r["t"]) for r in TRIPS if r["region"] == "Prague")
+    series = get(loaded, "/trips/weekly?region=Prague&from=2018-04-20&to=2018-07-01")["items"]
+    assert series[0]["week"] == "2018-04-16" and series[-1]["week"] == "2018-06-25"
+    assert all(dt.date.fromisoformat(i["week"]).weekday() == 0 for i in series)
+    assert {dt.date.fromisoformat(i["week"]): i["trips"] for i in series if i["trips"]} == {
+        w: c for w, c in expected.items() if dt.date(2018, 4, 16) <= w <= dt.date(2018, 6, 25)
+    }
+    assert get(loaded, "/trips/weekly?region=Atlantis")["items"][0]["trips"] == 0
+
+
+def test_groups_equal_brute_force(loaded):
+    def cell(v: float) -> int:
+        return math.floor(v / GRID)
+
+    expected = Counter(
+        (r["region"], cell(r["o"][0]), cell(r["o"][1]), cell(r["d"][0]), cell(r["d"][1]), r["t"].hour)
+        for r in TRIPS if r["region"] == "Turin"
+    )
+    body = get(loaded, "/trips/groups?region=Turin&min_trips=2&limit=1000")
+    got = Counter({
+        ("Turin", round(g["origin"]["lon"] / GRID - 0.5), round(g["origin"]["lat"] / GRID - 0.5),
+         round(g["destination"]["lon"] / GRID - 0.5), round(g["destination"]["lat"] / GRID - 0.5),
+         int(g["time_of_day"][:2])): g["trips"]
+        for g in body["items"]
+    })
+    assert got == Counter({k: v for k, v in expected.items() if v >= 2})
+    counts = [g["trips"] for g in body["items"]]
+    assert counts == sorted(counts, reverse=True)
+    assert body["rule"] == {"cell_degrees": GRID, "time_bucket_hours": 1}
+
+
+def test_list_filters_and_keyset_pages(loaded):
+    seen, after = [], None
+    while True:
+        page = get(loaded, "/trips?region=Turin&limit=97" + (f"&after={after}" if after else ""))
+        seen += page["items"]
+        after = page["next"]
+        if after is None:
+            break
+    assert len(seen) == sum(r["region"] == "Turin" for r in TRIPS)
+    assert [t["id"] for t in seen] == sorted({t["id"] for t in seen})
+    day = TRIPS[0]["t"].date()
+    on_day = get(loaded, f"/trips?date={day}&limit=1000")["items"]
+    assert len(on_day) == sum(r["t"].date() == day for r in TRIPS)
+    box = (7.65, 45.05, 7.70, 45.09)
+    in_box = get(loaded, "/trips?bbox=7.65,45.05,7.70,45.09&limit=1000")["items"]
+    assert len(in_box) == sum(_inside(r["o"], box) for r in TRIPS)
+    one = get(loaded, f"/trips/{seen[0]['id']}")
+    assert one == seen[0]
+    assert set(one) == {"id", "region", "datasource", "origin", "destination", "datetime", "ingestion_id"}
+
+
+def test_counts(loaded):
+    by_source = get(loaded, "/trips/counts?by=datasource")["items"]
+    assert by_source == [
+        {"datasource": s, "trips": c} for s, c in sorted(Counter(r["datasource"] for r in TRIPS).items())
+    ]
+
+
+@pytest.mark.parametrize(
+    ("path", "phrase"),
+    [
+        ("/trips/weekly-average", "Give 'region'"),
+        ("/trips/weekly-average?region=Turin&bbox=1,2,3,4", "not both"),
+        ("/trips/weekly-average?bbox=1,2,3", "four numbers"),
+        ("/trips/weekly-average?bbox=a,b,c,d", "four numbers"),
+        ("/trips/weekly-average?bbox=10,2,3,4", "min_lon <= max_lon"),
+        ("/trips/weekly-average?bbox=1,2,3,95", "max_lat <= 90"),
+        ("/trips/weekly-average?bbox=1,2,3,4&point=middle", "'point' must be one of"),
+        ("/trips/weekly?region=Turin&from=2018-06-01&to=2018-05-01", "must not be after"),
+        ("/trips/weekly?region=Turin&from=yesterday", "'from' must be a date"),
+        ("/trips?limit=1001", "'limit' must be between 1 and 1000"),
+        ("/trips?after=x", "'after' must be a whole number"),
+        ("/trips/counts?by=colour", "'by' must be one of region, datasource"),
+        ("/trips/groups?min_trips=0", "'min_trips' must be between"),
+        ("/trips/abc", "A trip id is a whole number"),
+    ],
+)
+def test_bad_parameters_get_400_with_a_sentence(client, path, phrase):
+    body = get(client, path, 400)
+    assert phrase in body["error"], body
+
+
+def test_missing_trip_is_404(client):
+    assert get(client, "/trips/424242", 404) == {"error": "Trip 424242 not found."}
+
+
+def test_empty_dataset_answers_cleanly(client):
+    assert get(client, "/trips/weekly-average?region=Turin") == {
+        "weekly_average": 0, "weeks": 0, "trips": 0, "from": None, "to": None,
+    }
+    assert get(client, "/trips/weekly?bbox=7,45,8,46")["items"] == []
+    assert get(client, "/trips/groups")["items"] == []
