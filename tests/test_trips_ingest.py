@@ -140,7 +140,7 @@ def test_unreadable_files_fail_with_a_sentence(client, aws, app_env, key, body, 
 
 
 def test_bad_rows_are_rejected_with_line_numbers_and_good_rows_load(client, aws, app_env, monkeypatch):
-    monkeypatch.setenv("MAX_REJECT_SHARE", "0.5")
+    monkeypatch.setenv("MAX_REJECT_SHARE", "0.6")
     body = HEADER + GOOD * 3 + (
         b"Turin,POINT (7.67 abc),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car\n"  # line 5
         b"Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-13-21 02:54:04,baba_car\n"  # line 6
@@ -148,12 +148,17 @@ def test_bad_rows_are_rejected_with_line_numbers_and_good_rows_load(client, aws,
         b"Turin,POINT (7.67 95),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car\n"  # line 8
         b",POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car\n"  # line 9
         b"Turin,POINT (7.67 44.99),2018-05-21 02:54:04\n"  # line 10
+        b"Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-02-30 10:00:00,baba_car\n"  # line 11
+        b"Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21 10:00:61,baba_car\n"  # line 12
+        b"Turin,POINT (7.67 44.99),POINT (7.72 45.06),2018-05-21T10:00:00,baba_car\n"  # line 13: ISO, fine
     ) + GOOD * 2
     ingestion = ingest(client, aws, "trips/some-bad.csv", body)
     assert ingestion["status"] == "done", ingestion
-    assert (ingestion["rows_loaded"], ingestion["rows_rejected"]) == (5, 5)
+    assert (ingestion["rows_loaded"], ingestion["rows_rejected"]) == (6, 7)
     lines = {e["line"]: e["message"] for e in ingestion["errors"]}
-    assert sorted(lines) == [5, 6, 8, 9, 10]
+    assert sorted(lines) == [5, 6, 8, 9, 10, 11, 12]
+    assert "'2018-02-30 10:00:00' is not a date and time" in lines[11]
+    assert "'2018-05-21 10:00:61' is not a date and time" in lines[12]
     assert "not a WKT point" in lines[5]
     assert "not a date and time" in lines[6]
     assert "outside the valid range" in lines[8]

@@ -200,10 +200,12 @@ def _points(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
 
 
 def _timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    text = pc.utf8_trim_whitespace(column)
-    plain = pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
-    iso_t = pc.strptime(text, format="%Y-%m-%dT%H:%M:%S", unit="s", error_is_null=True)
-    return pc.coalesce(plain, iso_t)
+    """Strict 'YYYY-MM-DD HH:MM:SS' (or with 'T'): Arrow's strptime rolls 02-30 over to 03-02 and
+    accepts second 61, so a value only counts if formatting it back gives the text that was read."""
+    text = pc.replace_substring(pc.utf8_trim_whitespace(column), "T", " ", max_replacements=1)
+    parsed = pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
+    exact = pc.equal(pc.strftime(parsed, format="%Y-%m-%d %H:%M:%S"), text)
+    return pc.if_else(pc.fill_null(exact, False), parsed, pa.scalar(None, pa.timestamp("s")))
 
 
 def _in_range(lon: pa.ChunkedArray, lat: pa.ChunkedArray) -> pa.ChunkedArray:
