@@ -19,6 +19,10 @@ from chalicelib.errors import BadRequest, SluiceError
 
 log = logging.getLogger("sluice")
 
+# Every route requires an API key in deployed stages (API Gateway checks `x-api-key`);
+# Chalice's local server and test client do not check keys, so local runs stay open.
+AUTH = {"api_key_required": True}
+
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 

@@ -8,6 +8,7 @@ from chalicelib import ingestions
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.routes.common import engine, settings
 from chalicelib.routes.http import (
+    AUTH,
     choice_param,
     int_param,
     json_errors,
@@ -20,7 +21,7 @@ from chalicelib.routes.http import (
 ingestion_routes = Blueprint(__name__)
 
 
-@ingestion_routes.route("/ingestions", methods=["GET"])
+@ingestion_routes.route("/ingestions", methods=["GET"], **AUTH)
 @json_errors
 def list_ingestions() -> dict:
     params = query_params(ingestion_routes.current_request)
@@ -35,7 +36,7 @@ def list_ingestions() -> dict:
     return page(items, limit, lambda item: item["id"])
 
 
-@ingestion_routes.route("/ingestions/{ingestion_id}", methods=["GET"])
+@ingestion_routes.route("/ingestions/{ingestion_id}", methods=["GET"], **AUTH)
 @json_errors
 def get_ingestion(ingestion_id: str) -> dict:
     return load(ingestion_id)

@@ -10,6 +10,7 @@ from chalicelib.datasets import trips
 from chalicelib.errors import BadRequest
 from chalicelib.routes.common import engine, settings
 from chalicelib.routes.http import (
+    AUTH,
     choice_param,
     date_param,
     int_param,
@@ -41,7 +42,7 @@ def _point(params: dict[str, str]) -> str:
     return choice_param(params, "point", ("origin", "destination", "both"), "origin")
 
 
-@trip_routes.route("/trips", methods=["GET"])
+@trip_routes.route("/trips", methods=["GET"], **AUTH)
 @json_errors
 def list_trips() -> dict:
     params = _params()
@@ -57,7 +58,7 @@ def list_trips() -> dict:
     return page(items, limit, lambda item: item["id"])
 
 
-@trip_routes.route("/trips/counts", methods=["GET"])
+@trip_routes.route("/trips/counts", methods=["GET"], **AUTH)
 @json_errors
 def trip_counts() -> dict:
     by = choice_param(_params(), "by", ("region", "datasource"), "region")
@@ -65,7 +66,7 @@ def trip_counts() -> dict:
         return {"by": by, "items": trips.counts_by(conn, by), "next": None}
 
 
-@trip_routes.route("/trips/weekly", methods=["GET"])
+@trip_routes.route("/trips/weekly", methods=["GET"], **AUTH)
 @json_errors
 def weekly() -> dict:
     result = _weekly(_params())
@@ -75,7 +76,7 @@ def weekly() -> dict:
     return {"items": trips.weekly_series(counts, start, end)}
 
 
-@trip_routes.route("/trips/weekly-average", methods=["GET"])
+@trip_routes.route("/trips/weekly-average", methods=["GET"], **AUTH)
 @json_errors
 def weekly_average() -> dict:
     result = _weekly(_params())
@@ -96,7 +97,7 @@ def _weekly(params: dict[str, str]) -> tuple[dict, Any, Any] | None:
     return counts, span[0], span[1]
 
 
-@trip_routes.route("/trips/groups", methods=["GET"])
+@trip_routes.route("/trips/groups", methods=["GET"], **AUTH)
 @json_errors
 def trip_groups() -> dict:
     params = _params()
@@ -113,7 +114,7 @@ def trip_groups() -> dict:
     }
 
 
-@trip_routes.route("/trips/{trip_id}", methods=["GET"])
+@trip_routes.route("/trips/{trip_id}", methods=["GET"], **AUTH)
 @json_errors
 def get_trip(trip_id: str) -> dict:
     if not trip_id.isdigit() or len(trip_id) > 18:
