@@ -246,16 +246,16 @@ def _run_gzip(engine: Engine, s3: Any, settings: Settings, job: Job, deadline: f
     with engine.connect() as conn:
         done = ingestions.done_chunks(conn, job.ingestion_id)
     stream = s3objects.open_stream(s3, job.obj)
-    last = -1
+    last, loaded = -1, 0
     for chunk, data in chunks.gzip_blocks(stream, job.chunk_bytes):
         last = chunk.seq
         if chunk.seq in done:
             continue
-        if deadline is not None and time.time() > deadline:
+        if loaded and deadline is not None and time.time() > deadline:  # always make some progress
             stream.close()
             enqueue(settings, job)
             return False
-        load_chunk(engine, s3, settings, job, chunk, data)
+        loaded += load_chunk(engine, s3, settings, job, chunk, data)
     with engine.begin() as conn:
         ingestions.update(conn, job.ingestion_id, chunks_total=last + 1)
     return True
@@ -356,8 +356,12 @@ def enqueue(settings: Settings, job: Job) -> None:
 
 
 def deadline_from(context: Any, margin_seconds: float = 60.0) -> float | None:
-    """The wall-clock time to stop starting new work, from a Lambda context (None without one)."""
+    """The wall-clock time to stop starting new work, from a Lambda context (None without one).
+
+    The margin leaves time for the chunk in flight: 60 s, or a quarter of a shorter budget.
+    """
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if remaining is None:
         return None
-    return time.time() + remaining() / 1000.0 - margin_seconds
+    seconds = remaining() / 1000.0
+    return time.time() + seconds - min(margin_seconds, seconds / 4)

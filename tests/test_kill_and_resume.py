@@ -18,6 +18,7 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
+from chalicelib import chunks
 from chalicelib.db import get_engine
 from tools.generate_trips import generate
 
@@ -69,7 +70,7 @@ def test_killed_worker_resumes_exactly(db_url, s3_server, tmp_path, monkeypatch)
     s3.upload_file(str(path), BUCKET, KEY)
     env = {**os.environ, **s3_server, "DATABASE_URL": db_url, "CHUNK_BYTES": "1024", "INGEST_WORKERS": "1"}
     worker = subprocess.Popen([sys.executable, "-c", WORKER], cwd=ROOT, env=env)
-    total = -(-path.stat().st_size // 1024)
+    total = len(chunks.plan(path.stat().st_size, 1024))
     deadline = time.time() + 60
     while _chunks_done(db_url) < 5 and worker.poll() is None and time.time() < deadline:
         time.sleep(0.01)
