@@ -18,6 +18,10 @@ from chalicelib.db import metadata
 
 STATUSES = ("queued", "running", "done", "failed")
 
+
+class IngestionStopped(Exception):
+    """The ingestion failed (or finished) while a chunk was loading: the chunk must roll back."""
+
 ingestions = sa.Table(
     "ingestions",
     metadata,
@@ -209,15 +213,17 @@ def complete_chunk(
     chunk_bytes = sa.select(ingestion_chunks.c.byte_end - ingestion_chunks.c.byte_start).where(
         ingestion_chunks.c.ingestion_id == ingestion_id, ingestion_chunks.c.seq == seq
     )
-    conn.execute(
+    counted = conn.execute(
         ingestions.update()
-        .where(ingestions.c.id == ingestion_id)
+        .where(ingestions.c.id == ingestion_id, ingestions.c.status == "running")
         .values(
             rows_loaded=ingestions.c.rows_loaded + loaded,
             rows_rejected=ingestions.c.rows_rejected + rejected,
             bytes_done=ingestions.c.bytes_done + chunk_bytes.scalar_subquery(),
         )
     )
+    if counted.rowcount != 1:
+        raise IngestionStopped(f"ingestion {ingestion_id} is no longer running")
 
 
 def errors(conn: Connection, ingestion_id: int, limit: int = 20) -> list[dict[str, Any]]:

@@ -282,6 +282,9 @@ def load_chunk(
     except IntegrityError:
         log.info("chunk %s of ingestion %s was already committed", chunk.seq, job.ingestion_id)
         return False
+    except ingestions.IngestionStopped:
+        log.info("ingestion %s stopped; chunk %s rolled back", job.ingestion_id, chunk.seq)
+        return False
     notify.changed(engine, settings, job.ingestion_id, status_changed=False)
     return True
 
@@ -299,8 +302,8 @@ def finalize(engine: Engine, settings: Settings, job: Job) -> None:
             return
         problem = _file_problem(row, settings.max_reject_share)
         if problem:
-            job.dataset.discard(conn, job.ingestion_id)
             ingestions.fail(conn, job.ingestion_id, problem)
+            job.dataset.discard(conn, job.ingestion_id)
         else:
             job.dataset.finish(conn, row, settings)
             ingestions.finish(conn, job.ingestion_id)
@@ -329,11 +332,15 @@ def _file_problem(row: dict[str, Any], max_share: float) -> str | None:
 
 
 def fail(engine: Engine, settings: Settings, ingestion_id: int, dataset: ModuleType | None, message: str) -> None:
-    """Fail an ingestion as a whole: its rows come back out, the reason is recorded."""
+    """Fail an ingestion as a whole: its rows come back out, the reason is recorded.
+
+    The status changes first: that locks the ingestion row, so a chunk committing in parallel
+    either landed before (and is discarded here) or sees the failure and rolls back.
+    """
     with engine.begin() as conn:
-        if dataset is not None:
-            dataset.discard(conn, ingestion_id)
         changed = ingestions.fail(conn, ingestion_id, message)
+        if changed and dataset is not None:
+            dataset.discard(conn, ingestion_id)
     if changed:
         notify.changed(engine, settings, ingestion_id, status_changed=True)
 

@@ -96,3 +96,19 @@ def test_message_for_a_finished_ingestion_is_a_no_op(client, aws, app_env, queue
     assert failed["status"] == "failed" and "no data rows" in failed["error"]
     _deliver(client, [json.dumps({"ingestion_id": failed["id"], "seq": 0})])
     assert ingestion_for(client, "trips/x.csv")["status"] == "failed"
+
+
+def test_file_failing_midway_keeps_nothing_and_later_chunks_are_no_ops(client, aws, app_env, queue, tmp_path):
+    sqs, url = queue
+    path = tmp_path / "t.csv"
+    generate(path, 300, seed=12)
+    body = path.read_bytes()
+    middle = body.index(b"\n", len(body) // 2) + 1
+    body = body[:middle] + "Torino é,POINT (7.6 45.0),POINT (7.7 45.1),2018-05-01 08:00:00,x\n".encode("latin-1") + body[middle:]
+    upload(aws, "trips/midway.csv", body)
+    invoke(client, "trips/midway.csv")
+    bodies = sorted(_drain(sqs, url), key=lambda b: json.loads(b)["seq"])
+    _deliver(client, bodies + bodies)
+    failed = ingestion_for(client, "trips/midway.csv")
+    assert failed["status"] == "failed" and "not UTF-8" in failed["error"]
+    assert _totals(app_env) == (0, 0, 0)

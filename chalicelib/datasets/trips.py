@@ -303,17 +303,29 @@ def _cell_keys(table: pa.Table, point: str, cx: str, cy: str) -> pa.Table:
 
 
 def discard(conn: Connection, ingestion_id: int) -> None:
-    """Take an ingestion's trips back out of the rollups and the table (a file failed as a whole)."""
-    query = sa.select(*(trips.c[c] for c in LOAD_COLUMNS)).where(trips.c.ingestion_id == ingestion_id)
-    rows = conn.execute(query).all()
-    if rows:
-        arrays = list(zip(*rows, strict=True))
-        table = pa.table({name: pa.array(list(values)) for name, values in zip(LOAD_COLUMNS, arrays, strict=True)})
-        table = table.set_column(table.schema.get_field_index("week"), "week", table.column("week").cast(pa.date32()))
-        _add_rollups(conn, table, sign=-1)
-        for rollup in (region_weeks, datasource_weeks, cell_weeks, groups):
-            conn.execute(rollup.delete().where(rollup.c.trips <= 0))
-    conn.execute(trips.delete().where(trips.c.ingestion_id == ingestion_id))
+    """Take an ingestion's trips back out of the rollups and the table (a file failed as a whole).
+
+    The subtraction is aggregated in SQL and streamed in batches, so memory stays bounded however
+    many rows the failed file had loaded.
+    """
+    mine = trips.c.ingestion_id == ingestion_id
+    c = trips.c
+    sources = [
+        (region_weeks, ["region", "week"], [c.region, c.week]),
+        (datasource_weeks, ["datasource", "week"], [c.datasource, c.week]),
+        (cell_weeks, ["point", "cx", "cy", "week"], [sa.literal("o"), c.o_cx, c.o_cy, c.week]),
+        (cell_weeks, ["point", "cx", "cy", "week"], [sa.literal("d"), c.d_cx, c.d_cy, c.week]),
+        (groups, ["region", "o_cx", "o_cy", "d_cx", "d_cy", "tod"], [c.region, c.o_cx, c.o_cy, c.d_cx, c.d_cy, c.tod]),
+    ]
+    for rollup, keys, exprs in sources:
+        query = sa.select(*exprs, sa.func.count()).where(mine).group_by(*exprs[1:] if keys[0] == "point" else exprs)
+        result = conn.execute(query.execution_options(stream_results=True, yield_per=50_000))
+        for rows in result.partitions():
+            columns = list(zip(*rows, strict=True))
+            table = pa.table({k: pa.array(list(v)) for k, v in zip(keys, columns[:-1], strict=True)})
+            add_counts(conn, rollup, keys, table.append_column("trips", pa.array([-n for n in columns[-1]], pa.int64())))
+        conn.execute(rollup.delete().where(rollup.c.trips <= 0))
+    conn.execute(trips.delete().where(mine))
 
 
 def finish(conn: Connection, ingestion: dict[str, Any], settings: Any) -> None:
