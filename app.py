@@ -31,3 +31,59 @@ def on_chunk_message(event):
     """Load one chunk of a large file; a failure leaves the message for SQS to redeliver."""
     for record in event:
         pipeline.load_from_message(json.loads(record.body), Settings.from_env(), pipeline.deadline_from(event.context))
+
+
+# --- WebSocket ---
+from chalice import Rate  # noqa: E402
+
+from chalicelib import websocket  # noqa: E402
+
+
+@app.on_ws_connect()
+def on_ws_connect(event):
+    """Register the client; deployed stages first check its token (401/403 otherwise)."""
+    return websocket.connect(event, Settings.from_env())
+
+
+@app.on_ws_message()
+def on_ws_message(event):
+    """subscribe / unsubscribe / ping; anything else gets an error message back on the socket."""
+    websocket.message(event, app.websocket_api, Settings.from_env())
+
+
+@app.on_ws_disconnect()
+def on_ws_disconnect(event):
+    websocket.disconnect(event, Settings.from_env())
+
+
+@app.schedule(Rate(1, unit=Rate.HOURS))
+def prune_websockets(event):
+    """Forget connections API Gateway closed (10 minutes idle, 2 hours at most) without a $disconnect."""
+    websocket.prune_idle(Settings.from_env())
+
+
+# --- GitHub sync ---
+from chalice import Cron, Rate  # noqa: E402
+
+from chalicelib.github import sync as github_sync  # noqa: E402
+from chalicelib.routes.github import github_routes  # noqa: E402
+
+app.register_blueprint(github_routes)
+
+
+@app.schedule(Rate(30, unit=Rate.MINUTES))
+def every_30_min(event):
+    """Issues and pull requests of every repository, then the organisation's members."""
+    return github_sync.run_job("every_30_min")
+
+
+@app.schedule(Rate(10, unit=Rate.MINUTES))
+def nrt_events(event):
+    """Timelines (events, reviews) of the issues and PRs that changed; transfers and deletions met."""
+    return github_sync.run_job("nrt_events")
+
+
+@app.schedule(Cron(0, 5, "*", "*", "?", "*"))
+def daily(event):
+    """The sweep (transfers, deletions, merged state of closed PRs) and the organisation's teams."""
+    return github_sync.run_job("daily")

@@ -7,7 +7,6 @@ users see are recovered here with numpy from the newline positions.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,10 +58,10 @@ def parse(data: bytes, names: list[str], skip_header: bool) -> Block:
 
     try:
         table = pacsv.read_csv(
-            io.BytesIO(data),
+            pa.BufferReader(data),  # zero-copy: a Python file object would be read into a second copy
             read_options=pacsv.ReadOptions(
                 column_names=names, skip_rows=1 if skip_header else 0, use_threads=False,
-                block_size=max(1 << 20, len(data) + 1),
+                block_size=1 << 20,
             ),
             parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid, newlines_in_values=False),
             convert_options=pacsv.ConvertOptions(
@@ -83,6 +82,11 @@ def parse(data: bytes, names: list[str], skip_header: bool) -> Block:
     if len(rows) != table.num_rows:  # e.g. a quoted field holding a line break: number rows in order
         rows = np.arange(1, table.num_rows + 1) + (1 if skip_header else 0)
     return Block(table, rows, line_count, rejects)
+
+
+def release_memory() -> None:
+    """Hand the memory Arrow keeps cached after a block back to the system (bounded peak RSS)."""
+    pa.default_memory_pool().release_unused()
 
 
 def _explain(exc: Exception) -> str:

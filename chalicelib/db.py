@@ -88,20 +88,22 @@ def bulk_insert(conn: Connection, table: sa.Table, columns: Sequence[str], data:
     return data.num_rows
 
 
+COPY_BATCH_ROWS = 32_768
+
+
 def _copy_csv(conn: Connection, name: str, columns: Sequence[str], data: Any) -> None:
+    """COPY a pyarrow Table, written as CSV a batch of rows at a time (never the whole text at once)."""
     import pyarrow.csv as pacsv
 
-    buf = io.BytesIO()
-    pacsv.write_csv(
-        data.select(list(columns)),
-        buf,
-        write_options=pacsv.WriteOptions(include_header=False, quoting_style="needed"),
-    )
+    options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     raw = conn.connection.driver_connection
     with raw.cursor() as cur:
         with cur.copy(f"COPY {name} ({quoted}) FROM STDIN (FORMAT csv)") as copy:
-            copy.write(buf.getbuffer())
+            for batch in data.select(list(columns)).to_batches(max_chunksize=COPY_BATCH_ROWS):
+                buf = io.BytesIO()
+                pacsv.write_csv(batch, buf, write_options=options)
+                copy.write(buf.getbuffer())
 
 
 def _sqlite_executemany(conn: Connection, table: sa.Table, columns: Sequence[str], data: Any) -> None:

@@ -72,4 +72,11 @@ def _claim_message(engine: Engine, ingestion_id: int, status_changed: bool) -> d
 
 
 def deliver(engine: Engine, settings: Any, message: dict[str, Any]) -> None:
-    """Push a message to subscribed WebSocket clients (no-op until the WebSocket notifier is wired)."""
+    """Push a message to the WebSocket clients subscribed to its ingestion (or to "*").
+
+    Bounded: `websocket.Sender` spends at most SEND_BUDGET_SECONDS per message, forgets gone
+    clients and never raises for a failed send.
+    """
+    from chalicelib import websocket
+
+    websocket.publish(engine, settings, message)

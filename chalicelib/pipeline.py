@@ -268,16 +268,19 @@ def load_chunk(
     if data is None:
         data = chunks.read_lines(lambda a, b: s3objects.read_range(s3, job.obj, a, b), chunk, job.obj.size)
     block = csvblock.parse(data, job.columns, skip_header=chunk.seq == 0 and job.dataset.HAS_HEADER)
+    del data  # memory: from here on only the parsed columns are needed
     try:
         with engine.begin() as conn:
             ingestions.claim_chunk(conn, job.ingestion_id, chunk.seq, chunk.start, chunk.end)
             ctx = job.dataset.context(conn, settings)
             parsed = job.dataset.parse(block, ctx, settings.max_errors_kept)
+            line_count, block_rejects = block.line_count, block.rejects
+            del block  # memory: free the raw text columns before the bulk load
             loaded = job.dataset.load(conn, parsed.table, job.ingestion_id)
-            rejects = sorted(block.rejects + parsed.rejects)
+            rejects = sorted(block_rejects + parsed.rejects)
             ingestions.complete_chunk(
-                conn, job.ingestion_id, chunk.seq, block.line_count, loaded, rejects,
-                parsed.rejected + len(block.rejects), settings.max_errors_kept,
+                conn, job.ingestion_id, chunk.seq, line_count, loaded, rejects,
+                parsed.rejected + len(block_rejects), settings.max_errors_kept,
             )
     except IntegrityError:
         log.info("chunk %s of ingestion %s was already committed", chunk.seq, job.ingestion_id)
@@ -285,6 +288,8 @@ def load_chunk(
     except ingestions.IngestionStopped:
         log.info("ingestion %s stopped; chunk %s rolled back", job.ingestion_id, chunk.seq)
         return False
+    finally:
+        csvblock.release_memory()
     notify.changed(engine, settings, job.ingestion_id, status_changed=False)
     return True
 

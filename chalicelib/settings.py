@@ -70,6 +70,8 @@ class Settings:
     results_bucket: str
     plays_part_bytes: int
     stage: str
+    websocket_token_parameter: str = ""
+    websocket_endpoint_url: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -96,4 +98,6 @@ class Settings:
             or os.environ.get("INGEST_BUCKET", "").strip(),
             plays_part_bytes=_int("PLAYS_PART_BYTES", 64 * 1024 * 1024),
             stage=os.environ.get("STAGE", "").strip() or "local",
+            websocket_token_parameter=os.environ.get("WEBSOCKET_TOKEN_PARAMETER", "").strip(),
+            websocket_endpoint_url=os.environ.get("WEBSOCKET_ENDPOINT_URL", "").strip(),
         )

@@ -9,6 +9,7 @@ from chalice import Blueprint
 from chalicelib.github import metrics
 from chalicelib.routes.common import engine
 from chalicelib.routes.http import (
+    AUTH,
     choice_param,
     date_param,
     json_errors,
@@ -24,7 +25,7 @@ def _params() -> dict[str, str]:
     return query_params(github_routes.current_request)
 
 
-@github_routes.route("/github/pulls", methods=["GET"])
+@github_routes.route("/github/pulls", methods=["GET"], **AUTH)
 @json_errors
 def github_pulls() -> dict[str, Any]:
     p = _params()
@@ -33,7 +34,7 @@ def github_pulls() -> dict[str, Any]:
                                   author=text_param(p, "author"), after=text_param(p, "after"), limit=limit_param(p))
 
 
-@github_routes.route("/github/issues", methods=["GET"])
+@github_routes.route("/github/issues", methods=["GET"], **AUTH)
 @json_errors
 def github_issues() -> dict[str, Any]:
     p = _params()
@@ -43,7 +44,7 @@ def github_issues() -> dict[str, Any]:
                                    after=text_param(p, "after"), limit=limit_param(p))
 
 
-@github_routes.route("/github/members", methods=["GET"])
+@github_routes.route("/github/members", methods=["GET"], **AUTH)
 @json_errors
 def github_members() -> dict[str, Any]:
     p = _params()
@@ -53,7 +54,7 @@ def github_members() -> dict[str, Any]:
                                     after=text_param(p, "after"), limit=limit_param(p))
 
 
-@github_routes.route("/github/metrics", methods=["GET"])
+@github_routes.route("/github/metrics", methods=["GET"], **AUTH)
 @json_errors
 def github_metrics() -> dict[str, Any]:
     p = _params()
@@ -62,7 +63,7 @@ def github_metrics() -> dict[str, Any]:
                                   start=date_param(p, "from"), end=date_param(p, "to"))
 
 
-@github_routes.route("/github/sync", methods=["GET"])
+@github_routes.route("/github/sync", methods=["GET"], **AUTH)
 @json_errors
 def github_sync() -> dict[str, Any]:
     with engine().connect() as conn:

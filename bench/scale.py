@@ -1,0 +1,330 @@
+"""The scalability proof: load time and route latency as one PostgreSQL database grows.
+
+    python -m bench.scale --sizes 1000000,10000000,100000000 [--file-rows 1000000] [--calls 50] [--keep]
+
+One fresh, migrated database is grown in steps up to each size. Each step loads new files through the
+real pipeline (chalicelib.pipeline.ingest_object in a child process, S3 served by `moto_server`); the
+files are generated with their own seeds over one year (about 52 ISO weeks), one at a time, and deleted
+(locally and from the bucket) once loaded. After each step (and an ANALYZE, as autovacuum would do):
+`--calls` timed calls per query through the routes (chalice.test.Client, DATABASE_URL set):
+weekly average by region, weekly average by a random bbox inside a city, the top 20 groups, and the
+weekly series by a random bbox, reported as p50/p95/max. A few answers are checked against brute-force
+SQL over the raw trips rows (not timed). Results: bench/results/scale-latest.json and scale.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    BUCKET,
+    DATA,
+    RESULTS,
+    create_database,
+    drop_database,
+    ingestion_row,
+    log,
+    moto_server,
+    run_pipeline,
+    s3_client,
+    table_totals,
+    trips_csv,
+    upload,
+    write_json,
+)
+
+START, END = "2018-01-01", "2018-12-30"  # 52 ISO weeks, Monday 2018-01-01 to Sunday 2018-12-30
+TARGETS_MS = {"weekly_average_region": 30, "weekly_average_bbox": 30, "groups_top20": 50}
+QUERIES = ("weekly_average_region", "weekly_average_bbox", "groups_top20", "weekly_bbox")
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def load_step(url: str, endpoint: str, rows: int, file_rows: int, first_seed: int, args: argparse.Namespace,
+              ) -> dict[str, Any]:
+    """Load `rows` more trips, in files of at most `file_rows`; timing covers the pipeline only."""
+    seconds, peak, files, seed = 0.0, 0.0, 0, first_seed
+    directory = DATA / "scale"
+    while rows > 0:
+        n = min(rows, file_rows)
+        path = trips_csv(n, seed, START, END, directory)
+        key = f"trips/scale-{seed}.csv"
+        upload(endpoint, path, key)
+        path.unlink()
+        result = run_pipeline(url, endpoint, key, args.workers, args.chunk_bytes)
+        s3_client(endpoint).delete_object(Bucket=BUCKET, Key=key)
+        row = ingestion_row(url, result["ingestion_id"])
+        if row["status"] != "done" or int(row["rows_loaded"]) != n:
+            raise RuntimeError(f"{key}: ingestion {row}")
+        seconds += result["seconds"]
+        peak = max(peak, result["peak_rss_mb"])
+        files += 1
+        rows -= n
+        seed += 1
+        log(f"  loaded {key}: {n:,} rows in {result['seconds']:.1f} s ({n / result['seconds']:,.0f} rows/s), "
+            f"peak RSS {result['peak_rss_mb']:.0f} MB")
+    return {"seconds": seconds, "files": files, "peak_rss_mb": peak, "next_seed": seed}
+
+
+# --- queries ------------------------------------------------------------------------------------
+
+
+def random_bbox(rng: random.Random) -> tuple[float, float, float, float]:
+    """A box inside one of the generator's cities: centre within ~5 km of the city centre, sides from
+    a few hundred metres (boundary cells only) to ~12 km."""
+    from tools.generate_trips import DEFAULT_REGIONS, REGIONS
+
+    lon, lat = REGIONS[rng.choice(DEFAULT_REGIONS)]
+    lon += rng.uniform(-0.05, 0.05)
+    lat += rng.uniform(-0.05, 0.05)
+    half = rng.choice((0.002, 0.005, 0.01, 0.02, 0.04, 0.06)) * rng.uniform(0.8, 1.2)
+    return (round(lon - half, 6), round(lat - half * 0.7, 6), round(lon + half, 6), round(lat + half * 0.7, 6))
+
+
+def bbox_param(box: tuple[float, float, float, float]) -> str:
+    return ",".join(f"{v:.6f}" for v in box)
+
+
+def measure_queries(url: str, calls: int, seed: int) -> tuple[dict[str, Any], dict[str, list]]:
+    """Timed route calls; returns the latency summary and the answers kept for the exactness checks."""
+    from chalice.test import Client
+
+    from app import app
+    from tools.generate_trips import DEFAULT_REGIONS
+
+    os.environ["DATABASE_URL"] = url
+    rng = random.Random(seed)
+    paths: dict[str, list[str]] = {
+        "weekly_average_region": [f"/trips/weekly-average?region={DEFAULT_REGIONS[i % 3]}" for i in range(calls)],
+        "weekly_average_bbox": [f"/trips/weekly-average?bbox={bbox_param(random_bbox(rng))}" for _ in range(calls)],
+        "groups_top20": ["/trips/groups?limit=20"] * calls,
+        "weekly_bbox": [f"/trips/weekly?bbox={bbox_param(random_bbox(rng))}" for _ in range(calls)],
+    }
+    latencies: dict[str, list[float]] = {name: [] for name in paths}
+    answers: dict[str, list] = {name: [] for name in paths}
+    with Client(app, stage_name="local") as client:
+        for name in paths:  # warm-up: connection pool, imports, first plans (not timed)
+            for path in paths[name][:3]:
+                assert client.http.get(path).status_code == 200, path
+        for i in range(calls):  # interleaved, so noise from other load spreads over every query
+            for name in QUERIES:
+                path = paths[name][i]
+                started = time.perf_counter()
+                response = client.http.get(path)
+                latencies[name].append((time.perf_counter() - started) * 1000)
+                if response.status_code != 200:
+                    raise RuntimeError(f"{path}: {response.status_code} {response.body[:300]!r}")
+                answers[name].append((path, json.loads(response.body)))
+    summary = {}
+    for name, values in latencies.items():
+        values.sort()
+        summary[name] = {
+            "calls": len(values),
+            "p50_ms": round(statistics.median(values), 2),
+            "p95_ms": round(values[max(0, int(round(0.95 * len(values))) - 1)], 2),
+            "max_ms": round(values[-1], 2),
+            "target_p95_ms": TARGETS_MS.get(name),
+        }
+    return summary, answers
+
+
+# --- exactness ----------------------------------------------------------------------------------
+
+
+def check_answers(url: str, answers: dict[str, list], per_query: int) -> list[dict[str, Any]]:
+    """Compare some answers with brute-force SQL over the raw trips rows (plain lon/lat BETWEEN)."""
+    import sqlalchemy as sa
+
+    from chalicelib.db import get_engine
+
+    checks = []
+    with get_engine(url).connect() as conn:
+        for path, body in answers["weekly_average_region"][:3]:
+            region = path.split("region=")[1]
+            expected = conn.execute(sa.text("SELECT count(*) FROM trips WHERE region = :r"), {"r": region}).scalar()
+            checks.append({"query": path, "answer": body["trips"], "brute_force": expected,
+                           "exact": body["trips"] == expected})
+        for path, body in answers["weekly_average_bbox"][:per_query]:
+            x0, y0, x1, y1 = (float(v) for v in path.split("bbox=")[1].split(","))
+            expected = conn.execute(sa.text(
+                "SELECT count(*) FROM trips WHERE origin_lon BETWEEN :x0 AND :x1 AND origin_lat BETWEEN :y0 AND :y1"
+                " AND week BETWEEN :a AND :b"), {"x0": x0, "x1": x1, "y0": y0, "y1": y1,
+                                                "a": body["from"], "b": body["to"]}).scalar()
+            checks.append({"query": path, "answer": body["trips"], "brute_force": expected,
+                           "exact": body["trips"] == expected})
+        for path, body in answers["weekly_bbox"][:per_query]:
+            x0, y0, x1, y1 = (float(v) for v in path.split("bbox=")[1].split(","))
+            rows = conn.execute(sa.text(
+                "SELECT week, count(*) FROM trips WHERE origin_lon BETWEEN :x0 AND :x1"
+                " AND origin_lat BETWEEN :y0 AND :y1 GROUP BY week"), {"x0": x0, "x1": x1, "y0": y0, "y1": y1}).all()
+            expected = {w.isoformat(): int(n) for w, n in rows}
+            got = {item["week"]: item["trips"] for item in body["items"] if item["trips"]}
+            checks.append({"query": path, "answer": sum(got.values()), "brute_force": sum(expected.values()),
+                           "exact": got == expected})
+        body = answers["groups_top20"][0][1]
+        deg = body["rule"]["cell_degrees"]
+        hours = body["rule"]["time_bucket_hours"]
+        for group in body["items"][:3]:
+            cells = [round(group[p][c] / deg - 0.5) for p in ("origin", "destination") for c in ("lon", "lat")]
+            tod = int(group["time_of_day"][:2]) // hours
+            expected = conn.execute(sa.text(
+                "SELECT count(*) FROM trips WHERE region = :r AND floor(origin_lon / :d) = :ox"
+                " AND floor(origin_lat / :d) = :oy AND floor(dest_lon / :d) = :dx AND floor(dest_lat / :d) = :dy"
+                " AND extract(hour FROM started_at)::int / :h = :t"),
+                {"r": group["region"], "d": deg, "ox": cells[0], "oy": cells[1], "dx": cells[2], "dy": cells[3],
+                 "h": hours, "t": tod}).scalar()
+            checks.append({"query": f"/trips/groups?limit=20 ({group['region']} {group['time_of_day']})",
+                           "answer": group["trips"], "brute_force": expected, "exact": group["trips"] == expected})
+    return checks
+
+
+# --- the plot -----------------------------------------------------------------------------------
+
+
+def plot(steps: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [s["rows"] for s in steps]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    left.loglog(rows, [s["load_seconds_total"] for s in steps], "o-", label="total load time (pipeline)")
+    left.loglog(rows, [s["load_seconds"] for s in steps], "s--", label="this step's load time")
+    for s in steps:
+        left.annotate(f"{s['load_rows_per_s']:,.0f} rows/s", (s["rows"], s["load_seconds_total"]),
+                      textcoords="offset points", xytext=(6, -12), fontsize=8)
+    left.set_xlabel("trips in the database")
+    left.set_ylabel("seconds")
+    left.set_title("Loading through the pipeline (CSV in S3 -> PostgreSQL)")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    labels = {
+        "weekly_average_region": "weekly average, region",
+        "weekly_average_bbox": "weekly average, bbox",
+        "groups_top20": "top 20 groups",
+        "weekly_bbox": "weekly series, bbox",
+    }
+    for name, label in labels.items():
+        right.loglog(rows, [s["queries"][name]["p95_ms"] for s in steps], "o-", label=f"{label} (p95)")
+    for target, style in ((30, ":"), (50, "-.")):
+        right.axhline(target, color="grey", linestyle=style, linewidth=1)
+        right.annotate(f"{target} ms target", (rows[0], target), textcoords="offset points", xytext=(2, 3),
+                       fontsize=8, color="grey")
+    right.set_xlabel("trips in the database")
+    right.set_ylabel("p95 latency through the route (ms)")
+    right.set_title("Queries through the routes")
+    right.grid(True, which="both", alpha=0.3)
+    right.legend(fontsize=8)
+    for ax in (left, right):
+        ax.set_xlim(min(rows) / 2, max(rows) * 2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def database_bytes(url: str) -> int:
+    import sqlalchemy as sa
+
+    from chalicelib.db import get_engine
+
+    with get_engine(url).connect() as conn:
+        return int(conn.execute(sa.text("SELECT pg_database_size(current_database())")).scalar())
+
+
+def analyze(url: str) -> float:
+    import sqlalchemy as sa
+
+    from chalicelib.db import get_engine
+
+    started = time.perf_counter()
+    with get_engine(url).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("ANALYZE"))
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="1000000,10000000,100000000", help="database sizes, comma-separated")
+    p.add_argument("--file-rows", type=int, default=1_000_000, help="rows per generated file")
+    p.add_argument("--calls", type=int, default=50, help="timed calls per query per size")
+    p.add_argument("--checks", type=int, default=4, help="bbox answers checked by brute force per query")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--chunk-bytes", type=int, default=None)
+    p.add_argument("--seed", type=int, default=1000, help="seed of the first file (then +1 per file)")
+    p.add_argument("--keep", action="store_true", help="keep the database")
+    args = p.parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+
+    name, url = create_database("scale")
+    log(f"database {name}")
+    steps: list[dict[str, Any]] = []
+    loaded, total_seconds, seed = 0, 0.0, args.seed
+    ok = True
+    try:
+        with moto_server() as endpoint:
+            for size in sizes:
+                log(f"step to {size:,} rows: loading {size - loaded:,}")
+                load = load_step(url, endpoint, size - loaded, args.file_rows, seed, args)
+                seed = load["next_seed"]
+                total_seconds += load["seconds"]
+                step_rows = size - loaded
+                loaded = size
+                totals = table_totals(url)
+                if any(v != size for v in totals.values()):
+                    raise RuntimeError(f"rollups do not add up to {size}: {totals}")
+                analyze_seconds = analyze(url)
+                log(f"  measuring queries ({args.calls} calls each)")
+                queries, answers = measure_queries(url, args.calls, seed=size)
+                checks = check_answers(url, answers, args.checks)
+                ok = ok and all(c["exact"] for c in checks)
+                steps.append({
+                    "rows": size,
+                    "files": load["files"],
+                    "load_seconds": round(load["seconds"], 1),
+                    "load_rows_per_s": round(step_rows / load["seconds"]),
+                    "load_seconds_total": round(total_seconds, 1),
+                    "pipeline_peak_rss_mb": round(load["peak_rss_mb"], 1),
+                    "analyze_seconds": round(analyze_seconds, 1),
+                    "database_gb": round(database_bytes(url) / 1e9, 2),
+                    "rollup_totals": totals,
+                    "queries": queries,
+                    "exactness": checks,
+                })
+                write_json("scale-latest.json", {"database": name, "file_rows": args.file_rows,
+                                                 "workers": args.workers, "steps": steps})
+                plot(steps, RESULTS / "scale.png")
+                report(steps[-1])
+    finally:
+        if not args.keep:
+            drop_database(name)
+    return 0 if ok else 1
+
+
+def report(step: dict[str, Any]) -> None:
+    print(f"\n{step['rows']:,} trips ({step['database_gb']} GB): step loaded in {step['load_seconds']} s "
+          f"({step['load_rows_per_s']:,} rows/s), peak RSS {step['pipeline_peak_rss_mb']:.0f} MB")
+    print(f"{'query':<24}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'target':>8}")
+    for name, q in step["queries"].items():
+        target = f"<{q['target_p95_ms']}" if q["target_p95_ms"] else ""
+        print(f"{name:<24}{q['p50_ms']:>9.1f}{q['p95_ms']:>9.1f}{q['max_ms']:>9.1f}{target:>8}")
+    exact = sum(c["exact"] for c in step["exactness"])
+    print(f"exactness: {exact}/{len(step['exactness'])} answers equal the brute-force count", flush=True)
+    for c in step["exactness"]:
+        if not c["exact"]:
+            print(f"  NOT EXACT {c['query']}: {c['answer']} != {c['brute_force']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

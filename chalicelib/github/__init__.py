@@ -1,0 +1,1 @@
+"""GitHub contributor metrics: one REST client, incremental streams, scheduled jobs and their queries."""
