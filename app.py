@@ -2,9 +2,11 @@
 
 import json
 
-from chalice import Chalice
+from chalice import Chalice, Cron, Rate
 
-from chalicelib import pipeline
+from chalicelib import pipeline, websocket
+from chalicelib.github import sync as github_sync
+from chalicelib.routes.github import github_routes
 from chalicelib.routes.ingestions import ingestion_routes
 from chalicelib.routes.trips import trip_routes
 from chalicelib.settings import Settings
@@ -13,6 +15,7 @@ app = Chalice(app_name="sluice")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.register_blueprint(ingestion_routes)
 app.register_blueprint(trip_routes)
+app.register_blueprint(github_routes)
 
 # The S3 trigger's bucket is fixed at deploy time; keep it equal to INGEST_BUCKET in .chalice/config.json.
 UPLOAD_BUCKET = "sluice-uploads"
@@ -34,9 +37,6 @@ def on_chunk_message(event):
 
 
 # --- WebSocket ---
-from chalice import Rate  # noqa: E402
-
-from chalicelib import websocket  # noqa: E402
 
 
 @app.on_ws_connect()
@@ -63,12 +63,6 @@ def prune_websockets(event):
 
 
 # --- GitHub sync ---
-from chalice import Cron, Rate  # noqa: E402
-
-from chalicelib.github import sync as github_sync  # noqa: E402
-from chalicelib.routes.github import github_routes  # noqa: E402
-
-app.register_blueprint(github_routes)
 
 
 @app.schedule(Rate(30, unit=Rate.MINUTES))

@@ -78,7 +78,7 @@ def change_everything(fake: FakeGitHub) -> None:
 def test_a_full_sync_fills_the_database_exactly(fake, clock, engine, monkeypatch, db_url):
     settings = env(monkeypatch, fake, db_url)
     results = sync_all(settings, clock)
-    assert [r["status"] for r in results] == ["done"] * 5
+    assert [r["status"] for r in results] == ["done"] * 6
     assert_db_matches(engine, fake)
     assert fake.requests == sum(r["requests"] for r in results)
     assert fake.quota_used == sum(r["quota_used"] for r in results)
@@ -87,7 +87,8 @@ def test_a_full_sync_fills_the_database_exactly(fake, clock, engine, monkeypatch
         cursors = {(r.stream, r.scope) for r in conn.execute(sa.select(t.cursors))}
     assert [(r.job, r.stream, r.status) for r in rows] == [
         ("every_30_min", "issues", "done"), ("every_30_min", "members", "done"),
-        ("nrt_events", "timeline", "done"), ("daily", "sweep", "done"), ("daily", "teams", "done")]
+        ("nrt_events", "timeline", "done"), ("nrt_events", "sweep", "done"), ("daily", "sweep", "done"),
+        ("daily", "teams", "done")]
     assert all(r.finished_at is not None and r.rate_remaining is not None for r in rows)
     assert {("issues", "acme/api"), ("issues", "acme/web"), ("sweep", "*")} <= cursors
     print(f"\nfirst sync of the fake org: {fake.requests} requests, {fake.quota_used} quota")
@@ -221,3 +222,22 @@ def test_the_core_tables_match_the_migration(engine):
         assert migrated == {c.name for c in table.columns}, table.name
         assert set(inspector.get_pk_constraint(table.name)["constrained_columns"]) == {
             c.name for c in table.primary_key.columns}, table.name
+
+
+def test_nrt_events_sweeps_a_slice_so_transfers_show_within_hours(fake, clock, engine, monkeypatch, db_url):
+    settings = env(monkeypatch, fake, db_url)
+    sync_all(settings, clock)
+    fake.transfer("acme/api", 11, "acme/web", 30, minute=6000)  # nobody touches acme/api#11 afterwards
+    monkeypatch.setattr("chalicelib.github.sync.NRT_SWEEP", 5)
+
+    def moved_to():
+        with engine.connect() as conn:
+            return conn.execute(sa.select(t.issues.c.transferred_to).where(
+                t.issues.c.repo == "acme/api", t.issues.c.number == 11)).scalar()
+
+    runs = 0
+    while moved_to() is None:
+        runs += until_done("nrt_events", settings, clock)
+        assert runs < 10
+    assert moved_to() == "acme/web#30"
+    assert runs >= 2  # a slice of 5 issues per run, not the whole organisation in one run

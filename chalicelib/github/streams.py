@@ -443,8 +443,8 @@ def sweep_candidates(engine: Engine, after: tuple[str, int] | None, limit: int =
         return list(conn.execute(query.order_by(c.repo, c.number).limit(limit)))
 
 
-def sweep(client: GitHubClient, engine: Engine, save_every: int = 25) -> int:
-    """Re-check every stored issue once (conditional GETs: unchanged ones cost no quota).
+def sweep(client: GitHubClient, engine: Engine, limit: int | None = None, save_every: int = 25) -> int:
+    """Re-check stored issues, `limit` of them or all (conditional GETs: unchanged ones cost no quota).
 
     Finds what listings cannot show: transfers (301), deletions (404/410) and the merged state of
     closed PRs. Resumes from its cursor (saved every `save_every` issues and when the run stops);
@@ -453,7 +453,8 @@ def sweep(client: GitHubClient, engine: Engine, save_every: int = 25) -> int:
     cursor = read_cursor(engine, SWEEP.name, "*").get("after")
     after, checked = (tuple(cursor) if cursor else None), 0
     try:
-        while batch := sweep_candidates(engine, after):
+        while (limit is None or checked < limit) and (
+                batch := sweep_candidates(engine, after, 200 if limit is None else min(200, limit - checked))):
             prefetch(client, [SWEEP.path.format(repo=i.repo, number=i.number) for i in batch]
                      + [f"/repos/{i.repo}/pulls/{i.number}" for i in batch if i.is_pull])
             for issue in batch:
@@ -464,7 +465,10 @@ def sweep(client: GitHubClient, engine: Engine, save_every: int = 25) -> int:
     except StopSync:
         save_sweep(client, engine, {"after": list(after) if after else None})
         raise
-    save_sweep(client, engine, {"after": None, "completed_at": github_time(stamp(client))})
+    if limit is not None and checked >= limit:
+        save_sweep(client, engine, {"after": list(after) if after else None})
+    else:
+        save_sweep(client, engine, {"after": None, "completed_at": github_time(stamp(client))})
     return checked
 
 

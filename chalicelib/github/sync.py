@@ -3,7 +3,8 @@
 - `every_30_min`: issues and pull requests of every repository (created, updated, closed, merged), then
   the organisation's members (those who left are soft-deleted).
 - `nrt_events`: the timelines (events, reviews) of every issue and PR updated since its timeline was
-  last read; a 301 or 404/410 met on the way records a transfer or a deletion.
+  last read (a 301 or 404/410 met on the way records a transfer or a deletion), then the next slice
+  of the sweep, so that transfers and deletions of untouched issues show up within hours.
 - `daily`: the sweep (a conditional GET of each stored issue: transfers, deletions, merged state of
   closed PRs) and the organisation's teams.
 
@@ -34,6 +35,7 @@ from chalicelib.settings import Settings
 log = logging.getLogger("sluice.github")
 
 TIME_BUDGET = {"every_30_min": 540.0, "nrt_events": 240.0, "daily": 600.0, "backfill": None}
+NRT_SWEEP = 200  # issues re-checked by each nrt_events run (the daily run checks them all)
 REQUEST_BUDGET = {"every_30_min": 4000, "nrt_events": 2000, "daily": 4000, "backfill": None}
 
 
@@ -127,9 +129,14 @@ def step_sweep(job: Job) -> int:
     return streams.sweep(job.client, job.engine)
 
 
+def step_sweep_slice(job: Job) -> int:
+    """The next NRT_SWEEP issues of the sweep, so transfers and deletions show within the hour."""
+    return streams.sweep(job.client, job.engine, limit=NRT_SWEEP)
+
+
 JOBS: dict[str, list[tuple[str, Callable[[Job], int]]]] = {
     "every_30_min": [("issues", step_issues), ("members", step_members)],
-    "nrt_events": [("timeline", step_timelines)],
+    "nrt_events": [("timeline", step_timelines), ("sweep", step_sweep_slice)],
     "daily": [("sweep", step_sweep), ("teams", step_teams)],
 }
 
