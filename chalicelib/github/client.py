@@ -334,7 +334,7 @@ class GitHubClient:
             return 60.0  # GitHub: wait at least a minute when no Retry-After is given
         if rate.remaining == 0 and rate.reset:
             return max(rate.reset - self.now() + 1, 1.0)
-        return 429.0 if resp.status_code == 429 else None
+        return 60.0 if resp.status_code == 429 else None  # a secondary limit without its headers
 
     def _retry(self, attempt: int, why: str, wait: float | None) -> int:
         """Sleep before retry number `attempt + 1` (backoff with jitter when `wait` is 0 or None)."""
