@@ -109,6 +109,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+_MOTO_PIDS: dict[str, int] = {}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def moto_cpu_seconds(endpoint: str) -> float:
+    """CPU time used so far by the moto_server behind `endpoint` (it shares the 2 cores with the rest)."""
+    return cpu_seconds(_MOTO_PIDS[endpoint])
+
+
 @contextlib.contextmanager
 def moto_server() -> Iterator[str]:
     """A `moto_server` process on a free 127.0.0.1 port; yields its endpoint URL, stops it afterwards."""
@@ -126,8 +140,10 @@ def moto_server() -> Iterator[str]:
             if proc.poll() is not None or time.time() > deadline:
                 raise RuntimeError("moto_server did not start")
             time.sleep(0.1)
+        _MOTO_PIDS[endpoint] = proc.pid
         yield endpoint
     finally:
+        _MOTO_PIDS.pop(endpoint, None)
         proc.terminate()
         try:
             proc.wait(10)
@@ -165,6 +181,7 @@ def run_pipeline(url: str, endpoint: str, key: str, workers: int, chunk_bytes: i
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "INGEST_", "WEBSOCKET_"))}
     env.update(FAKE_AWS)
+    env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")  # as the Lambdas run (.chalice/config.json)
     env.update({"AWS_ENDPOINT_URL": endpoint, "DATABASE_URL": url, "INGEST_BUCKET": BUCKET,
                 "INGEST_WORKERS": str(workers), "PYTHONPATH": str(ROOT)})
     if chunk_bytes:
@@ -173,15 +190,18 @@ def run_pipeline(url: str, endpoint: str, key: str, workers: int, chunk_bytes: i
         env.pop("CHUNK_BYTES", None)
     out = DATA / f"child-{os.getpid()}-{secrets.token_hex(3)}.json"
     DATA.mkdir(parents=True, exist_ok=True)
+    moto_before = moto_cpu_seconds(endpoint)
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "bench.common", BUCKET, key, str(out)], env=env, cwd=ROOT)
     proc.wait()
     wall = time.perf_counter() - started
+    moto_cpu = moto_cpu_seconds(endpoint) - moto_before
     if proc.returncode != 0:
         raise RuntimeError(f"the pipeline child failed with exit code {proc.returncode}")
     result = json.loads(out.read_text())
     out.unlink()
     result["wall_seconds"] = wall
+    result["moto_cpu_seconds"] = moto_cpu
     return result
 
 

@@ -85,7 +85,11 @@ def parse(data: bytes, names: list[str], skip_header: bool) -> Block:
 
 
 def release_memory() -> None:
-    """Hand the memory Arrow keeps cached after a block back to the system (bounded peak RSS)."""
+    """Hand the memory Arrow keeps cached after a block back to the system (bounded peak RSS).
+
+    With ARROW_DEFAULT_MEMORY_POOL=system in the environment (read when pyarrow is first imported)
+    this trims the heap (malloc_trim); with the default mimalloc it frees its cached pages.
+    """
     pa.default_memory_pool().release_unused()
 
 

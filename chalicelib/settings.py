@@ -80,7 +80,7 @@ class Settings:
             database_url=_database_url(),
             ingest_bucket=os.environ.get("INGEST_BUCKET", "").strip(),
             ingest_queue_url=os.environ.get("INGEST_QUEUE_URL", "").strip(),
-            chunk_bytes=max(_int("CHUNK_BYTES", 16 * 1024 * 1024), 1024),
+            chunk_bytes=max(_int("CHUNK_BYTES", 4 * 1024 * 1024), 1024),
             ingest_workers=max(_int("INGEST_WORKERS", 2), 1),
             max_reject_share=_float("MAX_REJECT_SHARE", 0.1),
             max_errors_kept=_int("MAX_ERRORS_KEPT", 20),

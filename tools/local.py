@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 def _local_environment() -> None:
     """Defaults for a laptop: the embedded database, fake AWS credentials for moto, our bucket."""
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{DATA / 'sluice.sqlite'}")
+    # Arrow reads this when it is first imported: the system allocator gives memory back after each
+    # chunk (mimalloc keeps it cached), which keeps peak memory bounded.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     os.environ["INGEST_BUCKET"] = BUCKET
     os.environ.pop("INGEST_QUEUE_URL", None)
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
