@@ -5,7 +5,7 @@
 One fresh, migrated database is grown in steps up to each size. Each step loads new files through the
 real pipeline (chalicelib.pipeline.ingest_object in a child process, S3 served by `moto_server`); the
 files are generated with their own seeds over one year (about 52 ISO weeks), one at a time, and deleted
-(locally and from the bucket) once loaded. After each step (and an ANALYZE, as autovacuum would do):
+(locally and from the bucket) once loaded. After each step (and a VACUUM ANALYZE, as autovacuum would do):
 `--calls` timed calls per query through the routes (chalice.test.Client, DATABASE_URL set):
 weekly average by region, weekly average by a random bbox inside a city, the top 20 groups, and the
 weekly series by a random bbox, reported as p50/p95/max. A few answers are checked against brute-force
