@@ -38,6 +38,13 @@ def parameter(name: str) -> str:
     return value
 
 
+def value_or_parameter(value: str, parameter_name: str) -> str:
+    """`value` when set (local runs); else the SSM parameter it names (deployed stages); else ""."""
+    if value:
+        return value
+    return parameter(parameter_name) if parameter_name else ""
+
+
 def clear_cache() -> None:
     with _LOCK:
         _CACHE.clear()

@@ -35,15 +35,11 @@ def default_database_url() -> str:
 
 def _database_url() -> str:
     """DATABASE_URL; in deployed stages the URL (it holds a password) comes from SSM instead."""
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if url:
-        return url
-    name = os.environ.get("DATABASE_URL_PARAMETER", "").strip()
-    if name:
-        from chalicelib.secrets import parameter
+    from chalicelib.secrets import value_or_parameter
 
-        return parameter(name)
-    return default_database_url()
+    url = os.environ.get("DATABASE_URL", "").strip()
+    name = os.environ.get("DATABASE_URL_PARAMETER", "").strip()
+    return value_or_parameter(url, name) or default_database_url()
 
 
 @dataclass(frozen=True)

@@ -369,13 +369,9 @@ def authorize(event: dict[str, Any], settings: Settings) -> tuple[int, str] | No
 
 
 def _expected_token(settings: Settings) -> str:
-    if settings.websocket_token:
-        return settings.websocket_token
-    if settings.websocket_token_parameter:
-        from chalicelib.secrets import parameter
+    from chalicelib.secrets import value_or_parameter
 
-        return parameter(settings.websocket_token_parameter)
-    return ""
+    return value_or_parameter(settings.websocket_token, settings.websocket_token_parameter)
 
 
 def presented_token(event: dict[str, Any]) -> str:

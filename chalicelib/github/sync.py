@@ -56,13 +56,9 @@ class Job:
 
 def github_token(settings: Settings) -> str:
     """GITHUB_TOKEN locally; in deployed stages the SSM SecureString it names (cached per container)."""
-    if settings.github_token:
-        return settings.github_token
-    if settings.github_token_parameter:
-        from chalicelib.secrets import parameter
+    from chalicelib.secrets import value_or_parameter
 
-        return parameter(settings.github_token_parameter)
-    return ""
+    return value_or_parameter(settings.github_token, settings.github_token_parameter)
 
 
 def make_client(settings: Settings, engine: Engine, *, budget_seconds: float | None, max_requests: int | None,
