@@ -94,27 +94,6 @@ def date_param(params: dict[str, str], name: str) -> dt.date | None:
         raise BadRequest(f"'{name}' must be a date like 2018-05-21, got {raw!r}.") from None
 
 
-def instant_param(params: dict[str, str], name: str, required: bool = False) -> dt.datetime | None:
-    """An instant as naive UTC: ISO 8601 (with Z or an offset) or 'YYYY-MM-DD HH:MM:SS' (UTC)."""
-    raw = params.get(name)
-    if raw is None or raw.strip() == "":
-        if required:
-            raise BadRequest(f"'{name}' is required: an instant like 2021-03-01T00:00:00Z.")
-        return None
-    text = raw.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise BadRequest(
-            f"'{name}' must be an instant like 2021-03-01T00:00:00Z or '2021-03-01 00:00:00', got {raw!r}."
-        ) from None
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value
-
-
 def page(items: list[dict[str, Any]], limit: int, cursor: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
     """`{"items", "next"}`: `items` holds up to limit + 1 rows; the extra one only proves a next page."""
     more = len(items) > limit
