@@ -63,8 +63,6 @@ class Settings:
     websocket_api_id: str
     websocket_stage: str
     websocket_token: str
-    results_bucket: str
-    plays_part_bytes: int
     stage: str
     websocket_token_parameter: str = ""
     websocket_endpoint_url: str = ""
@@ -90,9 +88,6 @@ class Settings:
             websocket_api_id=os.environ.get("WEBSOCKET_API_ID", "").strip(),
             websocket_stage=os.environ.get("WEBSOCKET_STAGE", "").strip() or "api",
             websocket_token=os.environ.get("WEBSOCKET_TOKEN", "").strip(),
-            results_bucket=os.environ.get("RESULTS_BUCKET", "").strip()
-            or os.environ.get("INGEST_BUCKET", "").strip(),
-            plays_part_bytes=_int("PLAYS_PART_BYTES", 64 * 1024 * 1024),
             stage=os.environ.get("STAGE", "").strip() or "local",
             websocket_token_parameter=os.environ.get("WEBSOCKET_TOKEN_PARAMETER", "").strip(),
             websocket_endpoint_url=os.environ.get("WEBSOCKET_ENDPOINT_URL", "").strip(),

@@ -130,20 +130,23 @@ class Grid:
 
 def context(conn: Connection, settings: Any) -> Grid:
     """The grid in force: fixed by the first load (stored in sluice_meta), so rollups stay consistent."""
-    wanted = json.dumps({"deg": settings.grid_deg, "hours": settings.hour_bucket})
-    stored = conn.execute(sa.select(meta.c.value).where(meta.c.key == "trips.grid")).scalar()
-    if stored is None:
-        conn.execute(meta.insert().values(key="trips.grid", value=wanted))
-        stored = wanted
-    values = json.loads(stored)
-    return Grid(float(values["deg"]), int(values["hours"]))
+    stored = _stored_grid(conn)
+    if stored is not None:
+        return stored
+    grid = Grid(settings.grid_deg, settings.hour_bucket)
+    conn.execute(meta.insert().values(key="trips.grid", value=json.dumps({"deg": grid.deg, "hours": grid.hours})))
+    return grid
 
 
 def read_grid(conn: Connection, settings: Any) -> Grid:
     """The stored grid for queries, or the configured one while nothing is loaded."""
+    return _stored_grid(conn) or Grid(settings.grid_deg, settings.hour_bucket)
+
+
+def _stored_grid(conn: Connection) -> Grid | None:
     stored = conn.execute(sa.select(meta.c.value).where(meta.c.key == "trips.grid")).scalar()
     if stored is None:
-        return Grid(settings.grid_deg, settings.hour_bucket)
+        return None
     values = json.loads(stored)
     return Grid(float(values["deg"]), int(values["hours"]))
 
@@ -269,15 +272,14 @@ def load(conn: Connection, table: pa.Table, ingestion_id: int) -> int:
         return 0
     table = table.append_column("ingestion_id", pa.array(np.full(table.num_rows, ingestion_id, "int32")))
     bulk_insert(conn, trips, LOAD_COLUMNS, table)
-    _add_rollups(conn, table, sign=1)
+    _add_rollups(conn, table)
     return table.num_rows
 
 
-def _add_rollups(conn: Connection, table: pa.Table, sign: int) -> None:
+def _add_rollups(conn: Connection, table: pa.Table) -> None:
     def counted(keys: list[str], source: pa.Table = table) -> pa.Table:
-        out = source.group_by(keys).aggregate([("tod", "count")])
-        counts = pc.multiply(out.column("tod_count"), sign)
-        return out.drop_columns(["tod_count"]).append_column("trips", counts)
+        out = source.group_by(keys).aggregate([([], "count_all")])
+        return out.select([*keys, "count_all"]).rename_columns([*keys, "trips"])
 
     add_counts(conn, region_weeks, ["region", "week"], counted(["region", "week"]))
     add_counts(conn, datasource_weeks, ["datasource", "week"], counted(["datasource", "week"]))
@@ -287,9 +289,7 @@ def _add_rollups(conn: Connection, table: pa.Table, sign: int) -> None:
     ])
     add_counts(conn, cell_weeks, ["point", "cx", "cy", "week"], counted(["point", "cx", "cy", "week"], cells))
     keys = ["region", "o_cx", "o_cy", "d_cx", "d_cy", "tod"]
-    grouped = table.group_by(keys).aggregate([("week", "count")])
-    grouped = grouped.append_column("trips", pc.multiply(grouped.column("week_count"), sign))
-    add_counts(conn, groups, keys, grouped.drop_columns(["week_count"]))
+    add_counts(conn, groups, keys, counted(keys))
 
 
 def _cell_keys(table: pa.Table, point: str, cx: str, cy: str) -> pa.Table:
@@ -298,7 +298,6 @@ def _cell_keys(table: pa.Table, point: str, cx: str, cy: str) -> pa.Table:
         "cx": table.column(cx),
         "cy": table.column(cy),
         "week": table.column("week"),
-        "tod": table.column("tod"),
     })
 
 
