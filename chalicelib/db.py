@@ -109,12 +109,15 @@ def _copy_csv(conn: Connection, name: str, columns: Sequence[str], data: Any) ->
                 copy.write(buf.getbuffer())
 
 
-def _sqlite_executemany(conn: Connection, table: sa.Table, columns: Sequence[str], data: Any) -> None:
+def _sqlite_executemany(
+    conn: Connection, table: sa.Table, columns: Sequence[str], data: Any, on_conflict: str = ""
+) -> None:
     quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
     marks = ", ".join("?" for _ in columns)
     name = conn.dialect.identifier_preparer.format_table(table)
     # Identifiers come from Table metadata, quoted by the dialect; values are bound.
-    conn.exec_driver_sql(f"INSERT INTO {name} ({quoted}) VALUES ({marks})", _sqlite_rows(data, columns))  # noqa: S608
+    sql = f"INSERT INTO {name} ({quoted}) VALUES ({marks}) {on_conflict}"  # noqa: S608
+    conn.exec_driver_sql(sql, _sqlite_rows(data, columns))
 
 
 def _sqlite_rows(data: Any, columns: Sequence[str]) -> list[tuple]:
@@ -159,6 +162,4 @@ def add_counts(conn: Connection, table: sa.Table, keys: Sequence[str], data: Any
         )
         conn.exec_driver_sql(f"TRUNCATE {temp}")
     else:
-        marks = ", ".join("?" for _ in columns)
-        sql = f"INSERT INTO {name} ({cols}) VALUES ({marks}) {update}"  # noqa: S608
-        conn.exec_driver_sql(sql, _sqlite_rows(data, columns))
+        _sqlite_executemany(conn, table, columns, data, on_conflict=update)
