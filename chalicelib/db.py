@@ -79,13 +79,13 @@ def is_postgres(conn: Connection) -> bool:
 def bulk_insert(conn: Connection, table: sa.Table, columns: Sequence[str], data: Any) -> int:
     """Load a pyarrow Table whose column names are `columns` into `table`; return the row count.
 
-    PostgreSQL gets one `COPY ... FROM STDIN (FORMAT csv)` fed by pyarrow's C++ CSV writer;
-    SQLite gets one `executemany` over column-wise Python lists.
+    PostgreSQL gets one `COPY ... FROM STDIN`, in binary (chalicelib.pgcopy) when every column's type
+    allows, else as CSV from pyarrow's C++ writer; SQLite gets one `executemany` over column lists.
     """
     if data.num_rows == 0:
         return 0
     if is_postgres(conn):
-        _copy_csv(conn, conn.dialect.identifier_preparer.format_table(table), columns, data)
+        copy_rows(conn, table, conn.dialect.identifier_preparer.format_table(table), columns, data)
     else:
         _sqlite_executemany(conn, table, columns, data)
     return data.num_rows
@@ -94,19 +94,37 @@ def bulk_insert(conn: Connection, table: sa.Table, columns: Sequence[str], data:
 COPY_BATCH_ROWS = 32_768
 
 
-def _copy_csv(conn: Connection, name: str, columns: Sequence[str], data: Any) -> None:
-    """COPY a pyarrow Table, written as CSV a batch of rows at a time (never the whole text at once)."""
+def copy_rows(conn: Connection, table: sa.Table, name: str, columns: Sequence[str], data: Any) -> None:
+    """COPY a pyarrow Table into `name` (shaped like `table`), a batch of rows at a time.
+
+    Binary when pgcopy encodes every column (no text for the server to parse), else CSV.
+    """
+    from chalicelib import pgcopy
+
+    quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
+    kinds = pgcopy.encodable(table, columns, data)
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        if kinds is not None:
+            with cur.copy(f"COPY {name} ({quoted}) FROM STDIN (FORMAT binary)") as copy:
+                copy.write(pgcopy.SIGNATURE)
+                for payload in pgcopy.batches(data, columns, kinds, COPY_BATCH_ROWS):
+                    copy.write(payload)
+                copy.write(pgcopy.TRAILER)
+            return
+        with cur.copy(f"COPY {name} ({quoted}) FROM STDIN (FORMAT csv)") as copy:
+            for payload in _csv_batches(data, columns):
+                copy.write(payload)
+
+
+def _csv_batches(data: Any, columns: Sequence[str]) -> Any:
     import pyarrow.csv as pacsv
 
     options = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-    quoted = ", ".join(conn.dialect.identifier_preparer.quote(c) for c in columns)
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur:
-        with cur.copy(f"COPY {name} ({quoted}) FROM STDIN (FORMAT csv)") as copy:
-            for batch in data.select(list(columns)).to_batches(max_chunksize=COPY_BATCH_ROWS):
-                buf = io.BytesIO()
-                pacsv.write_csv(batch, buf, write_options=options)
-                copy.write(buf.getbuffer())
+    for batch in data.select(list(columns)).to_batches(max_chunksize=COPY_BATCH_ROWS):
+        buf = io.BytesIO()
+        pacsv.write_csv(batch, buf, write_options=options)
+        yield buf.getbuffer()
 
 
 def _sqlite_executemany(
@@ -156,10 +174,19 @@ def add_counts(conn: Connection, table: sa.Table, keys: Sequence[str], data: Any
         conn.exec_driver_sql(
             f"CREATE TEMP TABLE IF NOT EXISTS {temp} (LIKE {name}) ON COMMIT DELETE ROWS"
         )
-        _copy_csv(conn, temp, columns, data)
+        copy_rows(conn, table, temp, columns, data)
         conn.exec_driver_sql(
             f"INSERT INTO {name} ({cols}) SELECT {cols} FROM {temp} ORDER BY {key_cols} {update}"  # noqa: S608
         )
         conn.exec_driver_sql(f"TRUNCATE {temp}")
     else:
         _sqlite_executemany(conn, table, columns, data, on_conflict=update)
+
+
+def upsert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT for `table` in the connection's dialect, which offers `on_conflict_do_update`."""
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)

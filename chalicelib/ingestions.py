@@ -1,4 +1,5 @@
-"""Ingestion records: one row per uploaded object, one per committed chunk, the first rejected lines.
+"""Ingestion records: one row per uploaded object, one per committed chunk and finishing step, and
+the first rejected lines.
 
 A chunk row is inserted in the same transaction as the chunk's data, so "is this chunk loaded?" and
 "are its rows in the table?" can never disagree: a rerun after a crash skips exactly the committed
@@ -57,6 +58,14 @@ ingestion_chunks = sa.Table(
     sa.Column("lines", sa.Integer, nullable=False),
     sa.Column("rows_loaded", sa.Integer, nullable=False),
     sa.Column("rows_rejected", sa.Integer, nullable=False),
+    sa.Column("finished_at", sa.DateTime, nullable=False),
+)
+
+ingestion_steps = sa.Table(
+    "ingestion_steps",
+    metadata,
+    sa.Column("ingestion_id", sa.Integer, sa.ForeignKey("ingestions.id"), primary_key=True),
+    sa.Column("step", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("finished_at", sa.DateTime, nullable=False),
 )
 
@@ -223,6 +232,28 @@ def complete_chunk(
         )
     )
     if counted.rowcount != 1:
+        raise IngestionStopped(f"ingestion {ingestion_id} is no longer running")
+
+
+def done_steps(conn: Connection, ingestion_id: int) -> set[int]:
+    rows = conn.execute(
+        sa.select(ingestion_steps.c.step).where(ingestion_steps.c.ingestion_id == ingestion_id)
+    )
+    return {r[0] for r in rows}
+
+
+def claim_step(conn: Connection, ingestion_id: int, step: int) -> None:
+    """Start a finishing step: its marker first (a second worker on it waits, then collides), and a
+    shared lock on the ingestion row, so a failure in parallel waits for the step and then undoes it.
+
+    Raises sqlalchemy.exc.IntegrityError when the step already ran, IngestionStopped when the
+    ingestion is no longer running.
+    """
+    conn.execute(ingestion_steps.insert().values(ingestion_id=ingestion_id, step=step, finished_at=utcnow()))
+    query = sa.select(ingestions.c.status).where(ingestions.c.id == ingestion_id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(read=True)
+    if conn.execute(query).scalar() != "running":
         raise IngestionStopped(f"ingestion {ingestion_id} is no longer running")
 
 

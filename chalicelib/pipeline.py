@@ -5,7 +5,8 @@ Guarantees, and where they come from:
   another key become a `duplicate_of` record that loads nothing; each chunk commits its rows together
   with its marker row, whose primary key stops a second load of the same chunk.
 - Nothing lost: a rerun (replayed event, Lambda retry, SQS redelivery) skips committed chunks and loads
-  the rest; the finishing step runs once, under a row lock, when every chunk is in.
+  the rest; when every chunk is in, each finishing step commits once with its own marker row (they
+  run in parallel), and the ingestion is marked done under a row lock.
 - Bounded memory: one chunk (CHUNK_BYTES of whole lines) per worker is in memory at a time.
 - Bad input: a file that cannot be read fails with a sentence; bad rows are rejected with their line
   numbers; more rejects than MAX_REJECT_SHARE fails the file and takes its rows back out.
@@ -298,7 +299,8 @@ def load_chunk(
 
 
 def finalize(engine: Engine, settings: Settings, job: Job) -> None:
-    """When every chunk is in: apply the reject rule, run the dataset's finishing step, mark done."""
+    """When every chunk is in: apply the reject rule, run the dataset's finishing steps (in parallel,
+    each once), then its finishing step and mark the ingestion done, under a row lock."""
     with engine.begin() as conn:
         row = _lock(conn, job.ingestion_id)
         if row["status"] != "running" or row["chunks_total"] is None:
@@ -308,11 +310,41 @@ def finalize(engine: Engine, settings: Settings, job: Job) -> None:
         problem = _file_problem(row, settings.max_reject_share)
         if problem:
             ingestions.fail(conn, job.ingestion_id, problem)
-            job.dataset.discard(conn, job.ingestion_id)
-        else:
+            job.dataset.discard(conn, job.ingestion_id, ingestions.done_steps(conn, job.ingestion_id))
+    if not problem:
+        if not _run_steps(engine, settings, job):
+            return
+        with engine.begin() as conn:
+            row = _lock(conn, job.ingestion_id)
+            steps = len(ingestions.done_steps(conn, job.ingestion_id))
+            if row["status"] != "running" or steps < job.dataset.FINISH_STEPS:
+                return
             job.dataset.finish(conn, row, settings)
             ingestions.finish(conn, job.ingestion_id)
     notify.changed(engine, settings, job.ingestion_id, status_changed=True)
+
+
+def _run_steps(engine: Engine, settings: Settings, job: Job) -> bool:
+    """Run the finishing steps not yet committed, in parallel; False if the ingestion stopped."""
+    with engine.connect() as conn:
+        done = ingestions.done_steps(conn, job.ingestion_id)
+    todo = [step for step in range(job.dataset.FINISH_STEPS) if step not in done]
+
+    def run_step(step: int) -> bool:
+        try:
+            with engine.begin() as conn:
+                ingestions.claim_step(conn, job.ingestion_id, step)
+                job.dataset.finish_step(conn, job.ingestion_id, step, job.dataset.FINISH_STEPS)
+        except IntegrityError:
+            log.info("finishing step %s of ingestion %s was already committed", step, job.ingestion_id)
+        except ingestions.IngestionStopped:
+            log.info("ingestion %s stopped; finishing step %s rolled back", job.ingestion_id, step)
+            return False
+        return True
+
+    workers = max(1, min(settings.ingest_workers, len(todo)))
+    with ThreadPoolExecutor(workers) as pool:
+        return all(list(pool.map(run_step, todo)))
 
 
 def _lock(conn: Any, ingestion_id: int) -> dict[str, Any]:
@@ -345,7 +377,7 @@ def fail(engine: Engine, settings: Settings, ingestion_id: int, dataset: ModuleT
     with engine.begin() as conn:
         changed = ingestions.fail(conn, ingestion_id, message)
         if changed and dataset is not None:
-            dataset.discard(conn, ingestion_id)
+            dataset.discard(conn, ingestion_id, ingestions.done_steps(conn, ingestion_id))
     if changed:
         notify.changed(engine, settings, ingestion_id, status_changed=True)
 

@@ -8,9 +8,12 @@ import random
 import boto3
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
-from chalicelib import chunks
+from chalicelib import chunks, ingestions, pipeline, s3objects
+from chalicelib.datasets import trips
 from chalicelib.db import get_engine
+from chalicelib.settings import Settings
 from tests.support.ingest import get, ingestion_for, invoke, upload
 from tools.generate_trips import generate
 
@@ -112,3 +115,59 @@ def test_file_failing_midway_keeps_nothing_and_later_chunks_are_no_ops(client, a
     failed = ingestion_for(client, "trips/midway.csv")
     assert failed["status"] == "failed" and "not UTF-8" in failed["error"]
     assert _totals(app_env) == (0, 0, 0)
+
+
+def _groups_match_trips(db_url: str) -> bool:
+    """trip_groups equals a brute-force GROUP BY over the raw trips."""
+    stored_keys = [trips.groups.c[k] for k in trips.GROUP_KEYS]
+    trip_keys = [trips.trips.c[k] for k in trips.GROUP_KEYS]
+    with get_engine(db_url).connect() as conn:
+        stored = conn.execute(sa.select(*stored_keys, trips.groups.c.trips).order_by(*stored_keys)).all()
+        counted = conn.execute(sa.select(*trip_keys, sa.func.count()).group_by(*trip_keys).order_by(*trip_keys)).all()
+    return [tuple(r) for r in stored] == [tuple(r) for r in counted]
+
+
+def _loaded_with_step_zero_only(client, aws, app_env, queue, tmp_path) -> tuple[int, list[str]]:
+    """An ingestion whose chunks are all in and whose finishing died after step 0 (of 2) committed.
+
+    The last chunk is loaded directly, as a worker that died before finishing would have left it.
+    """
+    sqs, url = queue
+    path = tmp_path / "t.csv"
+    generate(path, 400, seed=13)
+    upload(aws, "trips/steps.csv", path.read_bytes())
+    invoke(client, "trips/steps.csv")
+    bodies = sorted(_drain(sqs, url), key=lambda b: json.loads(b)["seq"])
+    _deliver(client, bodies[:-1])
+    ingestion_id = json.loads(bodies[-1])["ingestion_id"]
+    engine = get_engine(app_env)
+    with engine.connect() as conn:
+        job = pipeline.job_from_row(ingestions.get(conn, ingestion_id))
+    assert pipeline.load_chunk(engine, s3objects.client(), Settings.from_env(), job, job.plan[-1])
+    with engine.begin() as conn:
+        ingestions.claim_step(conn, ingestion_id, 0)
+        trips.finish_step(conn, ingestion_id, 0, trips.FINISH_STEPS)
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # a step runs once
+        ingestions.claim_step(conn, ingestion_id, 0)
+    return ingestion_id, bodies
+
+
+def test_finishing_resumes_with_the_steps_not_done(client, aws, app_env, queue, tmp_path):
+    ingestion_id, bodies = _loaded_with_step_zero_only(client, aws, app_env, queue, tmp_path)
+    partial = ingestion_for(client, "trips/steps.csv")
+    assert partial["status"] == "running" and partial["rows_loaded"] == 400
+    assert 0 < _totals(app_env)[2] < 400  # step 0 merged some groups, not all
+    _deliver(client, bodies[-1:])  # SQS redelivers the last chunk: finishing runs step 1 only
+    assert ingestion_for(client, "trips/steps.csv")["status"] == "done"
+    assert _totals(app_env) == (400, 400, 400)
+    assert _groups_match_trips(app_env)
+    _deliver(client, bodies)  # and again: nothing changes
+    assert _totals(app_env) == (400, 400, 400)
+
+
+def test_failing_after_a_finishing_step_takes_its_groups_back(client, aws, app_env, queue, tmp_path):
+    ingestion_id, _ = _loaded_with_step_zero_only(client, aws, app_env, queue, tmp_path)
+    pipeline.fail(get_engine(app_env), Settings.from_env(), ingestion_id, trips, "Stopped by an operator.")
+    assert ingestion_for(client, "trips/steps.csv")["status"] == "failed"
+    assert _totals(app_env) == (0, 0, 0)
+    assert _groups_match_trips(app_env)

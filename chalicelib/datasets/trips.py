@@ -7,8 +7,9 @@ The data model keeps the answers instant at any size. Each trip is stored with d
 week (named by its Monday), its time-of-day bucket and the grid cells of its origin and destination.
 Each chunk's load adds to three rollups in the same transaction:
 - `trip_region_weeks` / `trip_datasource_weeks`: trips per region (datasource) and week;
-- `trip_cell_weeks`: trips per grid cell of the origin (point 'o') or destination ('d') and week;
-- `trip_groups`: trips per similarity group (region, origin cell, destination cell, time-of-day bucket).
+- `trip_cell_weeks`: trips per grid cell of the origin (point 'o') or destination ('d') and week.
+When every chunk is in, the finishing steps add the file to `trip_groups`: trips per similarity
+group (region, origin cell, destination cell, time-of-day bucket).
 
 A bounding box is answered from `trip_cell_weeks` for the cells wholly inside it; only the trips in its
 boundary cells (first and last column and row) are read, and tested against the exact coordinates.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from chalicelib.csvblock import Block
-from chalicelib.db import add_counts, bulk_insert, metadata
+from chalicelib.db import add_counts, bulk_insert, metadata, upsert
 from chalicelib.errors import BadRequest, NotFound
 
 PREFIX = "trips"
@@ -105,6 +107,7 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+GROUP_KEYS = ("region", "o_cx", "o_cy", "d_cx", "d_cy", "tod")
 LOAD_COLUMNS = [c.name for c in trips.columns if c.name != "id"]
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _POINT = rf"(?i)^\s*POINT\s*\(\s*(?P<lon>{_NUM})\s+(?P<lat>{_NUM})\s*\)\s*$"
@@ -277,6 +280,7 @@ def load(conn: Connection, table: pa.Table, ingestion_id: int) -> int:
 
 
 def _add_rollups(conn: Connection, table: pa.Table) -> None:
+    """The chunk's share of the weekly rollups, committed with its rows (groups come at the end)."""
     def counted(keys: list[str], source: pa.Table = table) -> pa.Table:
         out = source.group_by(keys).aggregate([([], "count_all")])
         return out.select([*keys, "count_all"]).rename_columns([*keys, "trips"])
@@ -288,8 +292,6 @@ def _add_rollups(conn: Connection, table: pa.Table) -> None:
         _cell_keys(table, "d", "d_cx", "d_cy"),
     ])
     add_counts(conn, cell_weeks, ["point", "cx", "cy", "week"], counted(["point", "cx", "cy", "week"], cells))
-    keys = ["region", "o_cx", "o_cy", "d_cx", "d_cy", "tod"]
-    add_counts(conn, groups, keys, counted(keys))
 
 
 def _cell_keys(table: pa.Table, point: str, cx: str, cy: str) -> pa.Table:
@@ -301,11 +303,39 @@ def _cell_keys(table: pa.Table, point: str, cx: str, cy: str) -> pa.Table:
     })
 
 
-def discard(conn: Connection, ingestion_id: int) -> None:
+#: The similarity groups are merged when every chunk is in, in this many independent steps (each its
+#: own transaction, run in parallel); step k takes the groups whose origin column o_cx is k modulo it.
+FINISH_STEPS = 2
+
+
+def finish_step(conn: Connection, ingestion_id: int, step: int, steps: int, sign: int = 1) -> None:
+    """Add (sign -1: take back) the file's trips to the similarity groups of one step.
+
+    Groups are merged once per file rather than per chunk: most groups are small (a few hundred
+    metres and an hour hold few trips), so each chunk's groups are nearly as many as its rows, and
+    per-chunk upserts cost as much as loading the trips (measured: 11.7 s against 5.3 s per million
+    trips). One set-based statement over the file's rows writes each group once. A file's groups
+    therefore appear when its chunks are all in, before it is marked done.
+    """
+    keys = [trips.c[k] for k in GROUP_KEYS]
+    mine = sa.and_(trips.c.ingestion_id == ingestion_id, (trips.c.o_cx % steps + steps) % steps == step)
+    rows = (
+        sa.select(*keys, sign * sa.func.count())
+        .where(mine)
+        .group_by(*keys)
+        .order_by(*keys)  # rows are locked in key order, as add_counts does: no deadlocks between files
+    )
+    insert = upsert(conn, groups).from_select([*GROUP_KEYS, "trips"], rows)
+    conn.execute(insert.on_conflict_do_update(
+        index_elements=list(GROUP_KEYS), set_={"trips": groups.c.trips + insert.excluded.trips}
+    ))
+
+
+def discard(conn: Connection, ingestion_id: int, steps_done: Iterable[int] = ()) -> None:
     """Take an ingestion's trips back out of the rollups and the table (a file failed as a whole).
 
     The subtraction is aggregated in SQL and streamed in batches, so memory stays bounded however
-    many rows the failed file had loaded.
+    many rows the failed file had loaded; groups are taken back for the finishing steps that ran.
     """
     mine = trips.c.ingestion_id == ingestion_id
     c = trips.c
@@ -314,7 +344,6 @@ def discard(conn: Connection, ingestion_id: int) -> None:
         (datasource_weeks, ["datasource", "week"], [c.datasource, c.week]),
         (cell_weeks, ["point", "cx", "cy", "week"], [sa.literal("o"), c.o_cx, c.o_cy, c.week]),
         (cell_weeks, ["point", "cx", "cy", "week"], [sa.literal("d"), c.d_cx, c.d_cy, c.week]),
-        (groups, ["region", "o_cx", "o_cy", "d_cx", "d_cy", "tod"], [c.region, c.o_cx, c.o_cy, c.d_cx, c.d_cy, c.tod]),
     ]
     for rollup, keys, exprs in sources:
         query = sa.select(*exprs, sa.func.count()).where(mine).group_by(*exprs[1:] if keys[0] == "point" else exprs)
@@ -324,11 +353,14 @@ def discard(conn: Connection, ingestion_id: int) -> None:
             table = pa.table({k: pa.array(list(v)) for k, v in zip(keys, columns[:-1], strict=True)})
             add_counts(conn, rollup, keys, table.append_column("trips", pa.array([-n for n in columns[-1]], pa.int64())))
         conn.execute(rollup.delete().where(rollup.c.trips <= 0))
+    for step in steps_done:
+        finish_step(conn, ingestion_id, step, FINISH_STEPS, sign=-1)
+    conn.execute(groups.delete().where(groups.c.trips <= 0))
     conn.execute(trips.delete().where(mine))
 
 
 def finish(conn: Connection, ingestion: dict[str, Any], settings: Any) -> None:
-    """Nothing left to do: the rollups were maintained chunk by chunk."""
+    """Nothing left once the steps ran: the weekly rollups were kept chunk by chunk."""
 
 
 # --- queries --------------------------------------------------------------------------------------
