@@ -100,6 +100,10 @@ def test_bbox_weekly_equals_brute_force(loaded, box, point):
     assert average["trips"] == sum(expected.values())
     assert average["weeks"] == len(series)
     assert average["weekly_average"] == round(sum(expected.values()) / len(series), 4)
+    first, last = weeks[1], weeks[-2]  # with from/to the average is summed from the weekly counts
+    ranged = get(loaded, f"/trips/weekly-average?bbox={bbox}&point={point}&from={first}&to={last}")
+    assert ranged["trips"] == sum(n for w, n in expected.items() if first <= w <= last)
+    assert (ranged["from"], ranged["to"]) == (first.isoformat(), last.isoformat())
 
 
 def test_region_weekly_with_from_to_and_empty_weeks(loaded):

@@ -485,39 +485,56 @@ def weekly_counts(
     return _sum_by_week(_interior_rows(conn, grid, box, p, start, end) + _boundary_rows(conn, grid, box, p, start, end))
 
 
-def _interior_rows(conn: Connection, grid: Grid, box: BBox, p: str, start: dt.date, end: dt.date) -> list:
-    """Weekly sums over the cells wholly inside the box, from the rollup."""
+def box_total(conn: Connection, grid: Grid, box: BBox, point: str = "origin") -> int:
+    """Trips in the box in any week: all the weekly average over the dataset's whole span needs.
+
+    The same cells and strips as `weekly_counts`, counted without a week filter or grouping.
+    """
+    if point == "both":
+        return int(conn.execute(sa.select(sa.func.count()).where(_inside(box, grid, "o"), _inside(box, grid, "d"))).scalar())
+    p = "o" if point == "origin" else "d"
+    rows = _interior_rows(conn, grid, box, p) + _boundary_rows(conn, grid, box, p)
+    return sum(int(row[-1] or 0) for row in rows)
+
+
+def _interior_rows(conn: Connection, grid: Grid, box: BBox, p: str, start: dt.date | None = None,
+                   end: dt.date | None = None) -> list:
+    """Sums over the cells wholly inside the box, from the rollup: per week in [start, end], or one
+    total over every week when no range is given."""
     c0, r0, c1, r1 = box.cells(grid)
     if c1 - c0 < 2 or r1 - r0 < 2:
         return []
-    query = (
-        sa.select(cell_weeks.c.week, sa.func.sum(cell_weeks.c.trips))
-        .where(
-            cell_weeks.c.point == p,
-            cell_weeks.c.cx.between(c0 + 1, c1 - 1),
-            cell_weeks.c.cy.between(r0 + 1, r1 - 1),
-            cell_weeks.c.week.between(start, end),
-        )
-        .group_by(cell_weeks.c.week)
-    )
+    c = cell_weeks.c
+    inside = [c.point == p, c.cx.between(c0 + 1, c1 - 1), c.cy.between(r0 + 1, r1 - 1)]
+    if start is None:
+        return conn.execute(sa.select(sa.func.sum(c.trips)).where(*inside)).all()
+    query = sa.select(c.week, sa.func.sum(c.trips)).where(*inside, c.week.between(start, end)).group_by(c.week)
     return conn.execute(query).all()
 
 
-def _boundary_rows(conn: Connection, grid: Grid, box: BBox, p: str, start: dt.date, end: dt.date) -> list:
-    """Weekly counts of the trips in the box's boundary cells, tested against exact coordinates.
+def _boundary_rows(conn: Connection, grid: Grid, box: BBox, p: str, start: dt.date | None = None,
+                   end: dt.date | None = None) -> list:
+    """Counts of the trips in the box's boundary cells, tested against exact coordinates: per week
+    in [start, end], or one total when no range is given.
 
-    Two strips (the first and last columns; the first and last rows between them) as two queries,
-    so each is a plain range scan of the covering cell index (cells, lon, lat, week): PostgreSQL
-    answers them from the index alone instead of fetching scattered table pages.
+    Two strips (the first and last columns; the first and last rows between them), each a set of
+    range scans of the covering cell index (cells, lon, lat, week), which PostgreSQL answers from
+    the index alone. In the columns each cell is named by an equality on both cell numbers, so the
+    longitude bounds narrow the scan itself: only the part of the cell inside the box is read.
     """
     cx, cy, lon, lat = _point_columns(p)
     c0, r0, c1, r1 = box.cells(grid)
     strips = [
-        sa.and_(cx.in_(sorted({c0, c1})), cy.between(r0, r1)),
+        sa.and_(cx.in_(sorted({c0, c1})), cy.in_(range(r0, r1 + 1))),
         sa.and_(cx.between(c0 + 1, c1 - 1), cy.in_(sorted({r0, r1}))),
     ]
-    exact = (lon.between(box.min_lon, box.max_lon), lat.between(box.min_lat, box.max_lat), trips.c.week.between(start, end))
-    queries = [sa.select(trips.c.week, sa.func.count()).where(strip, *exact).group_by(trips.c.week) for strip in strips]
+    exact = [lon.between(box.min_lon, box.max_lon), lat.between(box.min_lat, box.max_lat)]
+    if start is None:
+        queries = [sa.select(sa.func.count()).where(strip, *exact) for strip in strips]
+    else:
+        exact.append(trips.c.week.between(start, end))
+        queries = [sa.select(trips.c.week, sa.func.count()).where(strip, *exact).group_by(trips.c.week)
+                   for strip in strips]
     return conn.execute(sa.union_all(*queries)).all()
 
 
@@ -550,8 +567,12 @@ def weekly_series(counts: dict[dt.date, int], start: dt.date, end: dt.date) -> l
 
 
 def weekly_average(counts: dict[dt.date, int], start: dt.date, end: dt.date) -> dict[str, Any]:
+    return average_of(sum(v for k, v in counts.items() if start <= k <= end), start, end)
+
+
+def average_of(total: int, start: dt.date, end: dt.date) -> dict[str, Any]:
+    """The weekly-average answer for `total` trips over the weeks from `start` to `end` (Mondays)."""
     weeks = (end - start).days // 7 + 1
-    total = sum(v for k, v in counts.items() if start <= k <= end)
     return {
         "weekly_average": round(total / weeks, 4),
         "weeks": weeks,

@@ -79,10 +79,24 @@ def weekly() -> dict:
 @trip_routes.route("/trips/weekly-average", methods=["GET"], **AUTH)
 @json_errors
 def weekly_average() -> dict:
-    result = _weekly(_params())
+    params = _params()
+    region, box = _area(params)
+    if box is not None and "from" not in params and "to" not in params:
+        # Over the dataset's whole span every trip counts: one total, no per-week grouping.
+        point = _point(params)
+        with engine().connect() as conn:
+            span = trips.week_range(conn, None, None)
+            if span is None:
+                return _NO_TRIPS
+            total = trips.box_total(conn, trips.read_grid(conn, settings()), box, point)
+        return trips.average_of(total, *span)
+    result = _weekly(params)
     if result is None:
-        return {"weekly_average": 0, "weeks": 0, "trips": 0, "from": None, "to": None}
+        return _NO_TRIPS
     return trips.weekly_average(*result)
+
+
+_NO_TRIPS = {"weekly_average": 0, "weeks": 0, "trips": 0, "from": None, "to": None}
 
 
 def _weekly(params: dict[str, str]) -> tuple[dict, Any, Any] | None:
