@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from chalicelib.db import metadata
+from chalicelib.db import is_postgres, metadata
 
 STATUSES = ("queued", "running", "done", "failed")
 
@@ -251,7 +251,7 @@ def claim_step(conn: Connection, ingestion_id: int, step: int) -> None:
     """
     conn.execute(ingestion_steps.insert().values(ingestion_id=ingestion_id, step=step, finished_at=utcnow()))
     query = sa.select(ingestions.c.status).where(ingestions.c.id == ingestion_id)
-    if conn.dialect.name == "postgresql":
+    if is_postgres(conn):
         query = query.with_for_update(read=True)
     if conn.execute(query).scalar() != "running":
         raise IngestionStopped(f"ingestion {ingestion_id} is no longer running")

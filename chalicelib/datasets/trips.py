@@ -392,9 +392,11 @@ def discard(conn: Connection, ingestion_id: int, steps_done: Iterable[int] = ())
             table = pa.table({k: pa.array(list(v)) for k, v in zip(keys, columns[:-1], strict=True)})
             add_counts(conn, rollup, keys, table.append_column("trips", pa.array([-n for n in columns[-1]], pa.int64())))
         conn.execute(rollup.delete().where(rollup.c.trips <= 0))
+    steps_done = list(steps_done)
     for step in steps_done:
         finish_step(conn, ingestion_id, step, FINISH_STEPS, sign=-1)
-    conn.execute(groups.delete().where(groups.c.trips <= 0))
+    if steps_done:
+        conn.execute(groups.delete().where(groups.c.trips <= 0))
     conn.execute(trips.delete().where(mine))
 
 
@@ -580,10 +582,6 @@ def weekly_series(counts: dict[dt.date, int], start: dt.date, end: dt.date) -> l
     weeks = (end - start).days // 7 + 1
     days = [start + dt.timedelta(weeks=i) for i in range(weeks)]
     return [{"week": d.isoformat(), "trips": counts.get(d, 0)} for d in days]
-
-
-def weekly_average(counts: dict[dt.date, int], start: dt.date, end: dt.date) -> dict[str, Any]:
-    return average_of(sum(v for k, v in counts.items() if start <= k <= end), start, end)
 
 
 def average_of(total: int, start: dt.date, end: dt.date) -> dict[str, Any]:

@@ -81,22 +81,19 @@ def weekly() -> dict:
 def weekly_average() -> dict:
     params = _params()
     region, box = _area(params)
-    if box is not None and "from" not in params and "to" not in params:
-        # Over the dataset's whole span every trip counts: one total, no per-week grouping.
-        point = _point(params)
-        with engine().connect() as conn:
-            span = trips.week_range(conn, None, None)
-            if span is None:
-                return _NO_TRIPS
-            total = trips.box_total(conn, trips.read_grid(conn, settings()), box, point)
-        return trips.average_of(total, *span)
-    result = _weekly(params)
-    if result is None:
-        return _NO_TRIPS
-    return trips.weekly_average(*result)
-
-
-_NO_TRIPS = {"weekly_average": 0, "weeks": 0, "trips": 0, "from": None, "to": None}
+    point = _point(params)
+    whole_span = "from" not in params and "to" not in params
+    with engine().connect() as conn:
+        span = trips.week_range(conn, date_param(params, "from"), date_param(params, "to"))
+        if span is None:
+            return {"weekly_average": 0, "weeks": 0, "trips": 0, "from": None, "to": None}
+        grid = trips.read_grid(conn, settings())
+        if box is not None and whole_span:  # every trip lies in the span: one total, no weekly grouping
+            total = trips.box_total(conn, grid, box, point)
+        else:
+            counts = trips.weekly_counts(conn, grid, span[0], span[1], region=region, box=box, point=point)
+            total = sum(counts.values())
+    return trips.average_of(total, *span)
 
 
 def _weekly(params: dict[str, str]) -> tuple[dict, Any, Any] | None:
