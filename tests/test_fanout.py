@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 import pytest
@@ -171,3 +174,44 @@ def test_failing_after_a_finishing_step_takes_its_groups_back(client, aws, app_e
     assert ingestion_for(client, "trips/steps.csv")["status"] == "failed"
     assert _totals(app_env) == (0, 0, 0)
     assert _groups_match_trips(app_env)
+
+
+def _loaded_unfinished(client, aws, queue, key: str, path) -> int:
+    """An ingestion whose chunks are all in and whose finishing steps have not run."""
+    sqs, url = queue
+    upload(aws, key, path.read_bytes())
+    invoke(client, key)
+    bodies = sorted(_drain(sqs, url), key=lambda b: json.loads(b)["seq"])
+    _deliver(client, bodies[:-1])
+    ingestion_id = json.loads(bodies[-1])["ingestion_id"]
+    engine = get_engine(os.environ["DATABASE_URL"])
+    with engine.connect() as conn:
+        job = pipeline.job_from_row(ingestions.get(conn, ingestion_id))
+    assert pipeline.load_chunk(engine, s3objects.client(), Settings.from_env(), job, job.plan[-1])
+    return ingestion_id
+
+
+def test_files_finishing_at_once_merge_shared_groups_exactly(client, aws, app_env, queue, tmp_path):
+    """Every step of two files runs at the same moment; groups that both files fill add up."""
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    generate(paths[0], 600, seed=21)
+    generate(paths[1], 600, seed=21, datetime_header="date_time")  # the same trips in other bytes
+    ids = [_loaded_unfinished(client, aws, queue, f"trips/{p.name}", p) for p in paths]
+    engine = get_engine(app_env)
+    start = threading.Barrier(len(ids) * trips.FINISH_STEPS)
+
+    def step(ingestion_id: int, k: int) -> None:
+        start.wait()
+        with engine.begin() as conn:
+            trips.finish_step(conn, ingestion_id, k, trips.FINISH_STEPS)
+
+    with ThreadPoolExecutor(len(ids) * trips.FINISH_STEPS) as pool:
+        for future in [pool.submit(step, i, k) for i in ids for k in range(trips.FINISH_STEPS)]:
+            future.result()
+    assert _groups_match_trips(app_env)
+    with engine.connect() as conn:
+        shared = conn.execute(sa.text(
+            "SELECT count(*) FROM (SELECT 1 FROM trips GROUP BY region, o_cx, o_cy, d_cx, d_cy, tod "
+            "HAVING count(DISTINCT ingestion_id) = 2) s"
+        )).scalar()
+    assert shared > 0  # the files meet in some groups, so the merges really overlapped
