@@ -38,18 +38,24 @@ def plan(size: int, chunk_bytes: int) -> list[Chunk]:
     return [Chunk(i, i * step, min(size, (i + 1) * step)) for i in range(count) if i * step < size]
 
 
-def read_lines(read: Callable[[int, int], bytes], chunk: Chunk, size: int) -> bytes:
-    """The complete lines that start in [chunk.start, chunk.end); `read(a, b)` returns bytes [a, b)."""
-    if chunk.start == 0:
-        data = read(0, chunk.end)
-    else:
-        data = read(chunk.start - 1, chunk.end)
+def read_lines(read: Callable[[int, int], bytes], chunk: Chunk, size: int, tail: int = EXTEND_STEP) -> bytes:
+    """The complete lines that start in [chunk.start, chunk.end); `read(a, b)` returns bytes [a, b).
+
+    One read covers the chunk and `tail` bytes past its end, where its last line almost always ends
+    (one request per chunk, not two); a longer last line is finished with further reads.
+    """
+    base = max(0, chunk.start - 1)
+    data = read(base, min(size, chunk.end + tail))
+    if chunk.start > 0:
         first = data.find(b"\n")
-        if first < 0:
-            return b""  # one long line spans the whole chunk; an earlier chunk owns it
-        data = data[first + 1:]
-    if chunk.end < size and data and not data.endswith(b"\n"):
-        data += _rest_of_line(read, chunk.end, size)
+        if first < 0 or base + first + 1 >= chunk.end:
+            return b""  # the line running through this chunk started in an earlier one, which owns it
+        data, base = data[first + 1:], base + first + 1
+    last = data.find(b"\n", max(0, chunk.end - 1 - base))  # the newline ending the last owned line
+    if last >= 0:
+        data = data[: last + 1]
+    elif base + len(data) < size:
+        data += _rest_of_line(read, base + len(data), size)
     if chunk.start == 0 and data.startswith(BOM):
         data = data[len(BOM):]
     return data

@@ -16,16 +16,31 @@ def _read(data: bytes):
 
 
 @settings(max_examples=300, deadline=None)
-@given(lines=lines_strategy, chunk_bytes=st.integers(1, 64), final_newline=st.booleans(), bom=st.booleans())
-def test_chunks_partition_lines(lines, chunk_bytes, final_newline, bom):
+@given(lines=lines_strategy, chunk_bytes=st.integers(1, 64), final_newline=st.booleans(), bom=st.booleans(),
+       tail=st.integers(0, 70))
+def test_chunks_partition_lines(lines, chunk_bytes, final_newline, bom, tail):
     body = "\n".join(lines).encode() + (b"\n" if final_newline and lines else b"")
     data = (chunks.BOM if bom else b"") + body
     plan = chunks.plan(len(data), chunk_bytes)
     assert [c.seq for c in plan] == list(range(len(plan)))
     assert not plan or (plan[0].start == 0 and plan[-1].end == len(data))
     assert all(a.end == b.start for a, b in zip(plan, plan[1:], strict=False))
-    joined = b"".join(chunks.read_lines(_read(data), c, len(data)) for c in plan)
+    joined = b"".join(chunks.read_lines(_read(data), c, len(data), tail) for c in plan)
     assert joined == body
+
+
+def test_a_chunk_is_one_read_when_its_last_line_ends_within_the_tail():
+    data = b"".join(b"line %03d,x,y\n" % i for i in range(300))
+    reads = []
+
+    def read(a: int, b: int) -> bytes:
+        reads.append((a, b))
+        return data[a:b]
+
+    plan = chunks.plan(len(data), 500)
+    parts = [chunks.read_lines(read, c, len(data), tail=64) for c in plan]
+    assert b"".join(parts) == data
+    assert len(reads) == len(plan)
 
 
 def test_chunk_owning_no_line_is_empty():
