@@ -207,10 +207,14 @@ def run_pipeline(url: str, endpoint: str, key: str, workers: int, chunk_bytes: i
 
 def vm_hwm_mb() -> float:
     """This process's peak resident set size (VmHWM), in MiB."""
+    return _status_mb("VmHWM")
+
+
+def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _child(bucket: str, key: str, out: str) -> None:
@@ -224,7 +228,7 @@ def _child(bucket: str, key: str, out: str) -> None:
     seconds = time.perf_counter() - started
     Path(out).write_text(json.dumps({
         "ingestion_id": ingestion_id, "seconds": seconds, "rss_after_imports_mb": rss_before,
-        "peak_rss_mb": vm_hwm_mb(), "chunk_bytes": settings.chunk_bytes, "workers": settings.ingest_workers,
+        "peak_rss_mb": vm_hwm_mb(), "rss_file_mb": _status_mb("RssFile"), "chunk_bytes": settings.chunk_bytes, "workers": settings.ingest_workers,
     }))
 
 
@@ -257,7 +261,14 @@ def ingestion_row(url: str, ingestion_id: int) -> dict[str, Any]:
 
     with get_engine(url).connect() as conn:
         row = conn.execute(
-            sa.text("SELECT status, rows_loaded, rows_rejected, error FROM ingestions WHERE id = :id"),
+            sa.text("""
+                SELECT status, rows_loaded, rows_rejected, error,
+                       extract(epoch FROM (SELECT max(finished_at) FROM ingestion_chunks c
+                                           WHERE c.ingestion_id = i.id) - started_at) AS chunks_seconds,
+                       extract(epoch FROM finished_at - (SELECT max(finished_at) FROM ingestion_chunks c
+                                                         WHERE c.ingestion_id = i.id)) AS finish_seconds
+                FROM ingestions i WHERE id = :id
+            """),
             {"id": ingestion_id},
         ).mappings().one()
     return dict(row)

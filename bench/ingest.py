@@ -140,7 +140,11 @@ def measure(raw: Path, typed: Path, rows_expected: int | None, endpoint: str, ke
         "ratio": round(pipe_rps / copy_rps, 3),
         "peak_rss_mb": round(pipe["peak_rss_mb"], 1),
         "rss_after_imports_mb": round(pipe["rss_after_imports_mb"], 1),
+        # mapped library pages; how many count varies with the page cache (see README, Benchmarks)
+        "rss_file_mb": round(pipe["rss_file_mb"], 1),
         "moto_cpu_seconds": round(pipe["moto_cpu_seconds"], 2),
+        "chunks_seconds": round(float(ingestion["chunks_seconds"]), 2),  # first chunk to last chunk committed
+        "finish_seconds": round(float(ingestion["finish_seconds"]), 2),  # last chunk to done (finishing steps)
         "chunk_bytes": pipe["chunk_bytes"],
         "workers": pipe["workers"],
         "exact": not problems,
@@ -172,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(measure(raw, typed, args.rows, endpoint, key, args))
             r = runs[-1]
             log(f"  \\copy {r['copy_rows_per_s']:,} rows/s, pipeline {r['pipeline_rows_per_s']:,} rows/s, "
-                f"ratio {r['ratio']:.2f}x, peak RSS {r['peak_rss_mb']:.0f} MB, exact {r['exact']}")
+                f"ratio {r['ratio']:.2f}x, peak RSS {r['peak_rss_mb']:.0f} MB, exact {r['exact']}; "
+                f"chunks {r['chunks_seconds']:.1f} s, finishing {r['finish_seconds']:.1f} s")
 
     ratios = [r["ratio"] for r in runs]
     summary = {
