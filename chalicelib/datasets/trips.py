@@ -402,7 +402,8 @@ def _merge_groups_postgres(conn: Connection, ingestion_id: int, step: int, steps
     """
     conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
     conn.exec_driver_sql("SET LOCAL enable_sort = off")
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:space, :step)"), {"space": GROUP_LOCK, "step": step})
+    lock = sa.text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), CAST(:step AS integer))")
+    conn.execute(lock, {"space": GROUP_LOCK, "step": step})
     conn.execute(_MERGE_GROUPS, {"ingestion_id": ingestion_id, "step": step, "steps": steps, "sign": sign})
 
 
