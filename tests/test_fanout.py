@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import boto3
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from chalicelib import chunks, ingestions, pipeline, s3objects
 from chalicelib.datasets import trips
@@ -215,3 +215,23 @@ def test_files_finishing_at_once_merge_shared_groups_exactly(client, aws, app_en
             "HAVING count(DISTINCT ingestion_id) = 2) s"
         )).scalar()
     assert shared > 0  # the files meet in some groups, so the merges really overlapped
+
+
+def test_merges_of_one_step_take_turns(client, aws, app_env, queue, tmp_path):
+    """A step's merge waits for any other file's merge of the same step, and only of the same step."""
+    if not app_env.startswith("postgresql"):
+        pytest.skip("the merges take turns on a PostgreSQL advisory lock; SQLite has one writer anyway")
+    paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
+    generate(paths[0], 300, seed=31)
+    generate(paths[1], 300, seed=32)
+    first, second = (_loaded_unfinished(client, aws, queue, f"trips/{p.name}", p) for p in paths)
+    engine = get_engine(app_env)
+    with engine.connect() as holding, holding.begin():
+        trips.finish_step(holding, first, 0, trips.FINISH_STEPS)  # step 0's turn, until this commits
+        with engine.connect() as other:
+            with pytest.raises(OperationalError, match="lock timeout"), other.begin():
+                other.exec_driver_sql("SET LOCAL lock_timeout = '300ms'")
+                trips.finish_step(other, second, 0, trips.FINISH_STEPS)
+            with other.begin():
+                other.exec_driver_sql("SET LOCAL lock_timeout = '5s'")
+                trips.finish_step(other, second, 1, trips.FINISH_STEPS)  # another step does not wait
