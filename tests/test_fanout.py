@@ -193,6 +193,18 @@ def _loaded_unfinished(client, aws, queue, key: str, path) -> int:
 
 def test_files_finishing_at_once_merge_shared_groups_exactly(client, aws, app_env, queue, tmp_path):
     """Every step of two files runs at the same moment; groups that both files fill add up."""
+    _finish_two_files_at_once(client, aws, app_env, queue, tmp_path)
+
+
+def test_postgresql_before_15_merges_groups_with_on_conflict(client, aws, app_env, queue, tmp_path, monkeypatch):
+    """Servers without MERGE take the INSERT ... ON CONFLICT path, with the same result."""
+    if not app_env.startswith("postgresql"):
+        pytest.skip("a PostgreSQL version question")
+    monkeypatch.setattr(get_engine(app_env).dialect, "server_version_info", (14, 11))
+    _finish_two_files_at_once(client, aws, app_env, queue, tmp_path)
+
+
+def _finish_two_files_at_once(client, aws, app_env, queue, tmp_path) -> None:
     paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
     generate(paths[0], 600, seed=21)
     generate(paths[1], 600, seed=21, datetime_header="date_time")  # the same trips in other bytes
