@@ -196,10 +196,10 @@ def test_files_finishing_at_once_merge_shared_groups_exactly(client, aws, app_en
     _finish_two_files_at_once(client, aws, app_env, queue, tmp_path)
 
 
-def test_postgresql_before_15_merges_groups_with_on_conflict(client, aws, app_env, queue, tmp_path, monkeypatch):
+def test_servers_before_version_15_merge_groups_with_on_conflict(client, aws, app_env, queue, tmp_path, monkeypatch):
     """Servers without MERGE take the INSERT ... ON CONFLICT path, with the same result."""
     if not app_env.startswith("postgresql"):
-        pytest.skip("a PostgreSQL version question")
+        pytest.skip("a question of the PostgreSQL server version")
     monkeypatch.setattr(get_engine(app_env).dialect, "server_version_info", (14, 11))
     _finish_two_files_at_once(client, aws, app_env, queue, tmp_path)
 
