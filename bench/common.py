@@ -263,11 +263,12 @@ def ingestion_row(url: str, ingestion_id: int) -> dict[str, Any]:
         row = conn.execute(
             sa.text("""
                 SELECT status, rows_loaded, rows_rejected, error,
-                       extract(epoch FROM (SELECT max(finished_at) FROM ingestion_chunks c
-                                           WHERE c.ingestion_id = i.id) - started_at) AS chunks_seconds,
-                       extract(epoch FROM finished_at - (SELECT max(finished_at) FROM ingestion_chunks c
-                                                         WHERE c.ingestion_id = i.id)) AS finish_seconds
-                FROM ingestions i WHERE id = :id
+                       extract(epoch FROM last_chunk - started_at) AS chunks_seconds,
+                       extract(epoch FROM finished_at - last_chunk) AS finish_seconds
+                FROM ingestions i,
+                     LATERAL (SELECT max(c.finished_at) AS last_chunk FROM ingestion_chunks c
+                              WHERE c.ingestion_id = i.id) chunks
+                WHERE id = :id
             """),
             {"id": ingestion_id},
         ).mappings().one()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -131,15 +130,27 @@ def _groups_match_trips(db_url: str) -> bool:
 
 
 def _loaded_with_step_zero_only(client, aws, app_env, queue, tmp_path) -> tuple[int, list[str]]:
-    """An ingestion whose chunks are all in and whose finishing died after step 0 (of 2) committed.
+    """An ingestion whose chunks are all in and whose finishing died after step 0 (of 2) committed."""
+    path = tmp_path / "t.csv"
+    generate(path, 400, seed=13)
+    ingestion_id, bodies = _loaded_unfinished(client, aws, app_env, queue, "trips/steps.csv", path)
+    engine = get_engine(app_env)
+    with engine.begin() as conn:
+        ingestions.claim_step(conn, ingestion_id, 0)
+        trips.finish_step(conn, ingestion_id, 0, trips.FINISH_STEPS)
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # a step runs once
+        ingestions.claim_step(conn, ingestion_id, 0)
+    return ingestion_id, bodies
+
+
+def _loaded_unfinished(client, aws, app_env, queue, key: str, path) -> tuple[int, list[str]]:
+    """An ingestion whose chunks are all in and whose finishing steps have not run, and its messages.
 
     The last chunk is loaded directly, as a worker that died before finishing would have left it.
     """
     sqs, url = queue
-    path = tmp_path / "t.csv"
-    generate(path, 400, seed=13)
-    upload(aws, "trips/steps.csv", path.read_bytes())
-    invoke(client, "trips/steps.csv")
+    upload(aws, key, path.read_bytes())
+    invoke(client, key)
     bodies = sorted(_drain(sqs, url), key=lambda b: json.loads(b)["seq"])
     _deliver(client, bodies[:-1])
     ingestion_id = json.loads(bodies[-1])["ingestion_id"]
@@ -147,11 +158,6 @@ def _loaded_with_step_zero_only(client, aws, app_env, queue, tmp_path) -> tuple[
     with engine.connect() as conn:
         job = pipeline.job_from_row(ingestions.get(conn, ingestion_id))
     assert pipeline.load_chunk(engine, s3objects.client(), Settings.from_env(), job, job.plan[-1])
-    with engine.begin() as conn:
-        ingestions.claim_step(conn, ingestion_id, 0)
-        trips.finish_step(conn, ingestion_id, 0, trips.FINISH_STEPS)
-    with pytest.raises(IntegrityError), engine.begin() as conn:  # a step runs once
-        ingestions.claim_step(conn, ingestion_id, 0)
     return ingestion_id, bodies
 
 
@@ -176,31 +182,8 @@ def test_failing_after_a_finishing_step_takes_its_groups_back(client, aws, app_e
     assert _groups_match_trips(app_env)
 
 
-def _loaded_unfinished(client, aws, queue, key: str, path) -> int:
-    """An ingestion whose chunks are all in and whose finishing steps have not run."""
-    sqs, url = queue
-    upload(aws, key, path.read_bytes())
-    invoke(client, key)
-    bodies = sorted(_drain(sqs, url), key=lambda b: json.loads(b)["seq"])
-    _deliver(client, bodies[:-1])
-    ingestion_id = json.loads(bodies[-1])["ingestion_id"]
-    engine = get_engine(os.environ["DATABASE_URL"])
-    with engine.connect() as conn:
-        job = pipeline.job_from_row(ingestions.get(conn, ingestion_id))
-    assert pipeline.load_chunk(engine, s3objects.client(), Settings.from_env(), job, job.plan[-1])
-    return ingestion_id
-
-
 def test_files_finishing_at_once_merge_shared_groups_exactly(client, aws, app_env, queue, tmp_path):
     """Every step of two files runs at the same moment; groups that both files fill add up."""
-    _finish_two_files_at_once(client, aws, app_env, queue, tmp_path)
-
-
-def test_servers_before_version_15_merge_groups_with_on_conflict(client, aws, app_env, queue, tmp_path, monkeypatch):
-    """Servers without MERGE take the INSERT ... ON CONFLICT path, with the same result."""
-    if not app_env.startswith("postgresql"):
-        pytest.skip("a question of the PostgreSQL server version")
-    monkeypatch.setattr(get_engine(app_env).dialect, "server_version_info", (14, 11))
     _finish_two_files_at_once(client, aws, app_env, queue, tmp_path)
 
 
@@ -208,7 +191,7 @@ def _finish_two_files_at_once(client, aws, app_env, queue, tmp_path) -> None:
     paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
     generate(paths[0], 600, seed=21)
     generate(paths[1], 600, seed=21, datetime_header="date_time")  # the same trips in other bytes
-    ids = [_loaded_unfinished(client, aws, queue, f"trips/{p.name}", p) for p in paths]
+    ids = [_loaded_unfinished(client, aws, app_env, queue, f"trips/{p.name}", p)[0] for p in paths]
     engine = get_engine(app_env)
     start = threading.Barrier(len(ids) * trips.FINISH_STEPS)
 
@@ -236,7 +219,7 @@ def test_merges_of_one_step_take_turns(client, aws, app_env, queue, tmp_path):
     paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
     generate(paths[0], 300, seed=31)
     generate(paths[1], 300, seed=32)
-    first, second = (_loaded_unfinished(client, aws, queue, f"trips/{p.name}", p) for p in paths)
+    first, second = (_loaded_unfinished(client, aws, app_env, queue, f"trips/{p.name}", p)[0] for p in paths)
     engine = get_engine(app_env)
     with engine.connect() as holding, holding.begin():
         trips.finish_step(holding, first, 0, trips.FINISH_STEPS)  # step 0's turn, until this commits

@@ -358,10 +358,6 @@ def finish_step(conn: Connection, ingestion_id: int, step: int, steps: int, sign
     """
     if is_postgres(conn):
         _take_turns_postgres(conn, step)
-        if conn.dialect.server_version_info >= (15,):
-            params = {"ingestion_id": ingestion_id, "step": step, "steps": steps, "sign": sign}
-            conn.execute(_MERGE_GROUPS, params)
-            return
     keys = [trips.c[k] for k in GROUP_KEYS]
     mine = sa.and_(trips.c.ingestion_id == ingestion_id, (trips.c.o_cx % steps + steps) % steps == step)
     rows = sa.select(*keys, sign * sa.func.count()).where(mine).group_by(*keys)
@@ -374,33 +370,22 @@ def finish_step(conn: Connection, ingestion_id: int, step: int, steps: int, sign
 #: Advisory lock namespace of the group merges (any constant int4 unique to this use).
 GROUP_LOCK = 0x7472_6970  # "trip"
 
-_KEYS = ", ".join(GROUP_KEYS)
-_MERGE_GROUPS = sa.text(f"""
-    MERGE INTO trip_groups g
-    USING (
-        SELECT {_KEYS}, :sign * count(*) AS trips FROM trips
-        WHERE ingestion_id = :ingestion_id AND (o_cx % :steps + :steps) % :steps = :step
-        GROUP BY {_KEYS}
-    ) f
-    ON {" AND ".join(f"g.{k} = f.{k}" for k in GROUP_KEYS)}
-    WHEN MATCHED THEN UPDATE SET trips = g.trips + f.trips
-    WHEN NOT MATCHED THEN INSERT ({_KEYS}, trips) VALUES ({", ".join(f"f.{k}" for k in GROUP_KEYS)}, f.trips)
-""")  # noqa: S608 (column names are the constants above; values are bound)
-
 
 def _take_turns_postgres(conn: Connection, step: int) -> None:
     """Wait for this step's turn among all files, and let its aggregate hash rather than sort.
 
-    Merges of the same step (from any file) take turns on a transaction-scoped advisory lock. So
-    no other transaction can add one of our new groups while the MERGE runs (MERGE would then fail
-    on the primary key, where ON CONFLICT would not), and the rows need no locking order (two
-    files upserting the same groups in different orders could deadlock). Without an order, the
-    file's rows are grouped by a hash aggregate instead of sorted first: 0.8-1.0 s against 2.3-3.1 s
-    for 500,000 trips, on a fresh and on a 6-million-trip database. The planner cannot know how
-    many rows a just-loaded file has (it guesses a handful and would sort), so sorting is switched
-    off and the aggregate gets 64 MB instead of spilling to disk, for this transaction only. MERGE
-    (PostgreSQL 15 and later) inserts the new groups plainly; ON CONFLICT's speculative inserts cost
-    about twice as much (3.1 s against 1.7 s for 290,000 new groups) and serve older servers.
+    Merges of the same step (from any file) take turns on a transaction-scoped advisory lock, so
+    the rows need no locking order (two files upserting the same groups in different orders could
+    deadlock). Without an order, the file's rows are grouped by a hash aggregate instead of sorted
+    first: 0.8-1.0 s against 2.3-3.1 s for 500,000 trips, on a fresh and on a 6-million-trip
+    database. The planner cannot know how many rows a just-loaded file has (it guesses a handful and
+    would sort), so sorting is switched off and the aggregate gets 64 MB instead of spilling to disk,
+    for this transaction only.
+
+    A MERGE (plain inserts instead of speculative ones) was tried and dropped: its join to
+    trip_groups is the planner's choice, and on a new, never-analysed table it probed the
+    (region, trips) index by region alone, rescanning every group it had just inserted: 6.6 s for
+    22,559 groups. ON CONFLICT always probes the primary key.
     """
     conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
     conn.exec_driver_sql("SET LOCAL enable_sort = off")
