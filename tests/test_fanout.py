@@ -187,6 +187,34 @@ def test_files_finishing_at_once_merge_shared_groups_exactly(client, aws, app_en
     _finish_two_files_at_once(client, aws, app_env, queue, tmp_path)
 
 
+def test_servers_before_version_15_merge_groups_with_on_conflict(client, aws, app_env, queue, tmp_path, monkeypatch):
+    """Servers without MERGE take the INSERT ... ON CONFLICT path, with the same result."""
+    if not app_env.startswith("postgresql"):
+        pytest.skip("a question of the PostgreSQL server version")
+    monkeypatch.setattr(get_engine(app_env).dialect, "server_version_info", (14, 11))
+    _finish_two_files_at_once(client, aws, app_env, queue, tmp_path)
+
+
+def test_group_merge_probes_the_primary_key(client, aws, app_env, queue, tmp_path):
+    """The merge looks each of the file's groups up by the primary key: no join that reads all of
+    trip_groups, and no index probed by region alone (which rescanned the groups just inserted)."""
+    if not app_env.startswith("postgresql"):
+        pytest.skip("SQLite merges with ON CONFLICT, which always probes the primary key")
+    path = tmp_path / "plan.csv"
+    generate(path, 300, seed=41)
+    ingestion_id, _ = _loaded_unfinished(client, aws, app_env, queue, "trips/plan.csv", path)
+    engine = get_engine(app_env)
+    with engine.connect() as conn, conn.begin():
+        indexes = {ix["name"] for ix in sa.inspect(conn).get_indexes("trip_groups")}
+        trips._take_turns_postgres(conn, 0)
+        explain = sa.text("EXPLAIN " + trips.MERGE_GROUPS.text)
+        params = {"ingestion_id": ingestion_id, "step": 0, "steps": trips.FINISH_STEPS, "sign": 1}
+        plan = "\n".join(row[0] for row in conn.execute(explain, params))
+    assert indexes == {"ix_trip_groups_trips"}
+    assert "Nested Loop" in plan and "Index Scan using trip_groups_pkey on trip_groups" in plan, plan
+    assert "Hash Join" not in plan and "Merge Join" not in plan, plan
+
+
 def _finish_two_files_at_once(client, aws, app_env, queue, tmp_path) -> None:
     paths = [tmp_path / "a.csv", tmp_path / "b.csv"]
     generate(paths[0], 600, seed=21)
