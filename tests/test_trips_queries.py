@@ -64,7 +64,21 @@ def _brute_weekly(rows: list[dict], box, point: str) -> Counter:
     return Counter(_monday(r["t"]) for r in rows if selected(r))
 
 
-TRIPS = _random_trips(11, 600)
+def _similar_trips(seed: int, n: int, templates: int = 25) -> list[dict]:
+    """Trips that repeat a few (region, origin, destination, hour) templates on other days and minutes,
+    so that similarity groups of several trips exist next to the random trips' single-trip groups."""
+    rng = random.Random(seed)
+    shapes = [(rng.choice(["Turin", "Prague"]), t["o"], t["d"], rng.randint(0, 23)) for t in _random_trips(seed, templates)]
+    start = dt.datetime(2018, 4, 2)
+    rows = []
+    for _ in range(n):
+        region, o, d, hour = rng.choice(shapes)
+        t = start + dt.timedelta(days=rng.randint(0, 69), hours=hour, seconds=rng.randint(0, 3599))
+        rows.append({"region": region, "datasource": "funny_car", "o": o, "d": d, "t": t})
+    return rows
+
+
+TRIPS = _random_trips(11, 600) + _similar_trips(12, 150)
 
 
 @pytest.fixture
@@ -125,6 +139,7 @@ def test_groups_equal_brute_force(loaded):
         (r["region"], cell(r["o"][0]), cell(r["o"][1]), cell(r["d"][0]), cell(r["d"][1]), r["t"].hour)
         for r in TRIPS if r["region"] == "Turin"
     )
+    assert sum(1 for n in expected.values() if n >= 2) >= 5
     body = get(loaded, "/trips/groups?region=Turin&min_trips=2&limit=1000")
     got = Counter({
         ("Turin", round(g["origin"]["lon"] / GRID - 0.5), round(g["origin"]["lat"] / GRID - 0.5),
@@ -136,6 +151,25 @@ def test_groups_equal_brute_force(loaded):
     counts = [g["trips"] for g in body["items"]]
     assert counts == sorted(counts, reverse=True)
     assert body["rule"] == {"cell_degrees": GRID, "time_bucket_hours": 1}
+
+
+def test_groups_of_one_trip_follow_the_larger_ones_in_order(loaded):
+    """min_trips=1 reaches past the groups indexed by size into single-trip groups, in one order."""
+    def key(r: dict) -> tuple:
+        cells = [math.floor(v / GRID) for v in (*r["o"], *r["d"])]
+        return (r["region"], *cells, r["t"].hour)
+
+    expected = Counter(key(r) for r in TRIPS if r["region"] == "Turin")
+    ranked = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
+    larger = sum(1 for n in expected.values() if n >= 2)
+    assert larger > 0 and len(ranked) >= larger + 5
+    body = get(loaded, f"/trips/groups?region=Turin&min_trips=1&limit={larger + 5}")
+    got = [
+        (("Turin", *(round(g[p][c] / GRID - 0.5) for p in ("origin", "destination") for c in ("lon", "lat")),
+          int(g["time_of_day"][:2])), g["trips"])
+        for g in body["items"]
+    ]
+    assert got == ranked[: larger + 5]
 
 
 def test_list_filters_and_keyset_pages(loaded):

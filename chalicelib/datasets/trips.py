@@ -641,18 +641,30 @@ def average_of(total: int, start: dt.date, end: dt.date) -> dict[str, Any]:
 def top_groups(
     conn: Connection, grid: Grid, region: str | None, box: BBox | None, min_trips: int, limit: int
 ) -> list[dict[str, Any]]:
-    """Similar-trip groups, largest first; a bbox keeps groups whose origin cell centre lies in it."""
-    query = sa.select(groups).where(groups.c.trips >= max(min_trips, 1))
+    """Similar-trip groups, largest first; a bbox keeps groups whose origin cell centre lies in it.
+
+    Only groups of two trips or more are indexed by size (migration 0006: most groups hold one
+    trip, and leaving them out spares the merge most of its index work). Those come from that
+    partial index, walked from the top; its condition is written into the SQL as a literal,
+    because the planner uses a partial index only when the query implies its condition, and a
+    bound parameter does not in a generic plan. Single-trip groups (min_trips=1) follow in
+    primary-key order, which is their order in the answer too (size first, then key).
+    """
+    keys = (groups.c.region, groups.c.o_cx, groups.c.o_cy, groups.c.d_cx, groups.c.d_cy, groups.c.tod)
+    where = []
     if region is not None:
-        query = query.where(groups.c.region == region)
+        where.append(groups.c.region == region)
     if box is not None:
         c0 = math.ceil(box.min_lon / grid.deg - 0.5)
         c1 = math.floor(box.max_lon / grid.deg - 0.5)
         r0 = math.ceil(box.min_lat / grid.deg - 0.5)
         r1 = math.floor(box.max_lat / grid.deg - 0.5)
-        query = query.where(groups.c.o_cx.between(c0, c1), groups.c.o_cy.between(r0, r1))
-    order = (groups.c.trips.desc(), groups.c.region, groups.c.o_cx, groups.c.o_cy, groups.c.d_cx, groups.c.d_cy, groups.c.tod)
-    rows = conn.execute(query.order_by(*order).limit(limit)).mappings().all()
+        where += [groups.c.o_cx.between(c0, c1), groups.c.o_cy.between(r0, r1)]
+    ranked = sa.select(groups).where(groups.c.trips >= sa.literal_column("2"), groups.c.trips >= min_trips, *where)
+    rows = list(conn.execute(ranked.order_by(groups.c.trips.desc(), *keys).limit(limit)).mappings())
+    if min_trips <= 1 and len(rows) < limit:
+        singles = sa.select(groups).where(groups.c.trips == sa.literal_column("1"), *where)
+        rows += conn.execute(singles.order_by(*keys).limit(limit - len(rows))).mappings()
     return [_group_json(r, grid) for r in rows]
 
 
