@@ -131,22 +131,22 @@ def test_region_weekly_with_from_to_and_empty_weeks(loaded):
     assert get(loaded, "/trips/weekly?region=Atlantis")["items"][0]["trips"] == 0
 
 
-def test_groups_equal_brute_force(loaded):
-    def cell(v: float) -> int:
-        return math.floor(v / GRID)
+def _group_of(r: dict) -> tuple:
+    """A trip's similarity group: (region, origin cell, destination cell, hour)."""
+    return (r["region"], *(math.floor(v / GRID) for v in (*r["o"], *r["d"])), r["t"].hour)
 
-    expected = Counter(
-        (r["region"], cell(r["o"][0]), cell(r["o"][1]), cell(r["d"][0]), cell(r["d"][1]), r["t"].hour)
-        for r in TRIPS if r["region"] == "Turin"
-    )
+
+def _group_in(g: dict) -> tuple:
+    """The same key, read back from a /trips/groups item (cells from their centres)."""
+    cells = (round(g[p][c] / GRID - 0.5) for p in ("origin", "destination") for c in ("lon", "lat"))
+    return (g["region"], *cells, int(g["time_of_day"][:2]))
+
+
+def test_groups_equal_brute_force(loaded):
+    expected = Counter(_group_of(r) for r in TRIPS if r["region"] == "Turin")
     assert sum(1 for n in expected.values() if n >= 2) >= 5
     body = get(loaded, "/trips/groups?region=Turin&min_trips=2&limit=1000")
-    got = Counter({
-        ("Turin", round(g["origin"]["lon"] / GRID - 0.5), round(g["origin"]["lat"] / GRID - 0.5),
-         round(g["destination"]["lon"] / GRID - 0.5), round(g["destination"]["lat"] / GRID - 0.5),
-         int(g["time_of_day"][:2])): g["trips"]
-        for g in body["items"]
-    })
+    got = Counter({_group_in(g): g["trips"] for g in body["items"]})
     assert got == Counter({k: v for k, v in expected.items() if v >= 2})
     counts = [g["trips"] for g in body["items"]]
     assert counts == sorted(counts, reverse=True)
@@ -155,21 +155,12 @@ def test_groups_equal_brute_force(loaded):
 
 def test_groups_of_one_trip_follow_the_larger_ones_in_order(loaded):
     """min_trips=1 reaches past the groups indexed by size into single-trip groups, in one order."""
-    def key(r: dict) -> tuple:
-        cells = [math.floor(v / GRID) for v in (*r["o"], *r["d"])]
-        return (r["region"], *cells, r["t"].hour)
-
-    expected = Counter(key(r) for r in TRIPS if r["region"] == "Turin")
+    expected = Counter(_group_of(r) for r in TRIPS if r["region"] == "Turin")
     ranked = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))
     larger = sum(1 for n in expected.values() if n >= 2)
     assert larger > 0 and len(ranked) >= larger + 5
     body = get(loaded, f"/trips/groups?region=Turin&min_trips=1&limit={larger + 5}")
-    got = [
-        (("Turin", *(round(g[p][c] / GRID - 0.5) for p in ("origin", "destination") for c in ("lon", "lat")),
-          int(g["time_of_day"][:2])), g["trips"])
-        for g in body["items"]
-    ]
-    assert got == ranked[: larger + 5]
+    assert [(_group_in(g), g["trips"]) for g in body["items"]] == ranked[: larger + 5]
 
 
 def test_list_filters_and_keyset_pages(loaded):

@@ -650,7 +650,7 @@ def top_groups(
     bound parameter does not in a generic plan. Single-trip groups (min_trips=1) follow in
     primary-key order, which is their order in the answer too (size first, then key).
     """
-    keys = (groups.c.region, groups.c.o_cx, groups.c.o_cy, groups.c.d_cx, groups.c.d_cy, groups.c.tod)
+    keys = [groups.c[k] for k in GROUP_KEYS]
     where = []
     if region is not None:
         where.append(groups.c.region == region)
