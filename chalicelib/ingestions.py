@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from chalicelib.db import is_postgres, metadata
 
-STATUSES = ("queued", "running", "done", "failed")
+STATUSES = ("queued", "running", "done", "failed", "deleted")
 
 
 class IngestionStopped(Exception):
@@ -34,18 +34,23 @@ ingestions = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("rows_loaded", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("rows_rejected", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_duplicate", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_removed", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("bytes_total", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("bytes_done", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("chunks_total", sa.Integer),
     sa.Column("header", sa.Text),
     sa.Column("error", sa.Text),
     sa.Column("duplicate_of", sa.Integer, sa.ForeignKey("ingestions.id")),
+    sa.Column("superseded_by", sa.Integer, sa.ForeignKey("ingestions.id")),
+    sa.Column("last_modified", sa.DateTime),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("started_at", sa.DateTime),
     sa.Column("finished_at", sa.DateTime),
     sa.Column("notified_at", sa.DateTime),
     sa.UniqueConstraint("bucket", "key", "etag", name="uq_ingestions_object"),
     sa.Index("ix_ingestions_content", "etag", "bytes_total"),
+    sa.Index("ix_ingestions_key", "bucket", "key"),
 )
 
 ingestion_chunks = sa.Table(
@@ -58,6 +63,8 @@ ingestion_chunks = sa.Table(
     sa.Column("lines", sa.Integer, nullable=False),
     sa.Column("rows_loaded", sa.Integer, nullable=False),
     sa.Column("rows_rejected", sa.Integer, nullable=False),
+    sa.Column("rows_duplicate", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("quotes", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("finished_at", sa.DateTime, nullable=False),
 )
 
@@ -67,6 +74,17 @@ ingestion_steps = sa.Table(
     sa.Column("ingestion_id", sa.Integer, sa.ForeignKey("ingestions.id"), primary_key=True),
     sa.Column("step", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("finished_at", sa.DateTime, nullable=False),
+)
+
+ingestion_attempts = sa.Table(
+    "ingestion_attempts",
+    metadata,
+    sa.Column("ingestion_id", sa.Integer, sa.ForeignKey("ingestions.id"), primary_key=True),
+    sa.Column("kind", sa.String(8), primary_key=True),  # "chunk" or "step"
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
 )
 
 ingestion_rejects = sa.Table(
@@ -204,12 +222,15 @@ def complete_chunk(
     rejects: list[tuple[int, str]],
     rejected: int,
     keep_errors: int,
+    duplicates: int = 0,
 ) -> None:
     """Record what a chunk did and add it to the ingestion's counters, in the chunk's transaction."""
     conn.execute(
         ingestion_chunks.update()
         .where(ingestion_chunks.c.ingestion_id == ingestion_id, ingestion_chunks.c.seq == seq)
-        .values(lines=lines, rows_loaded=loaded, rows_rejected=rejected, finished_at=utcnow())
+        .values(
+            lines=lines, rows_loaded=loaded, rows_rejected=rejected, rows_duplicate=duplicates, finished_at=utcnow()
+        )
     )
     if rejects and keep_errors > 0:
         conn.execute(
@@ -228,6 +249,7 @@ def complete_chunk(
         .values(
             rows_loaded=ingestions.c.rows_loaded + loaded,
             rows_rejected=ingestions.c.rows_rejected + rejected,
+            rows_duplicate=ingestions.c.rows_duplicate + duplicates,
             bytes_done=ingestions.c.bytes_done + chunk_bytes.scalar_subquery(),
         )
     )
@@ -294,11 +316,14 @@ def to_json(conn: Connection, row: dict[str, Any], max_errors: int = 20) -> dict
         "status": row["status"],
         "rows_loaded": int(row["rows_loaded"] or 0),
         "rows_rejected": int(row["rows_rejected"] or 0),
+        "rows_duplicate": int(row["rows_duplicate"] or 0),
+        "rows_removed": int(row["rows_removed"] or 0),
         "bytes_total": int(row["bytes_total"] or 0),
         "bytes_done": int(row["bytes_done"] or 0),
         "errors": errors(conn, row["id"], max_errors) if row["rows_rejected"] else [],
         "error": row["error"],
         "duplicate_of": row["duplicate_of"],
+        "superseded_by": row["superseded_by"],
         "created_at": iso(row["created_at"]),
         "started_at": iso(row["started_at"]),
         "finished_at": iso(row["finished_at"]),

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from chalicelib import chunks, csvblock, datasets, ingestions, notify, s3objects
+from chalicelib import chunks, csvblock, datasets, ingestions, notify, results, s3objects
 from chalicelib.db import get_engine, is_postgres
 from chalicelib.errors import FileRejected
 from chalicelib.s3objects import ObjectInfo
@@ -50,6 +50,7 @@ class Job:
     columns: list[str]
     gzip: bool
     chunk_bytes: int
+    skip_header: bool
 
     @property
     def plan(self) -> list[chunks.Chunk]:
@@ -65,6 +66,9 @@ def ingest_object(bucket: str, key: str, settings: Settings, deadline: float | N
     Without a queue the whole file is loaded before this returns; with INGEST_QUEUE_URL the chunks
     are handed to SQS workers (`load_from_message`).
     """
+    if results.is_result_key(key):
+        log.info("s3://%s/%s is a result file sluice wrote; not an upload", bucket, key)
+        return None
     engine = get_engine(settings.database_url)
     s3 = s3objects.client()
     try:
@@ -141,22 +145,21 @@ def register(engine: Engine, dataset: str, obj: ObjectInfo) -> tuple[dict[str, A
 def prepare(
     engine: Engine, s3: Any, settings: Settings, row: dict[str, Any], dataset: ModuleType | None, obj: ObjectInfo
 ) -> Job:
-    """Check the key and the header, fix the chunk plan, and move the ingestion to running."""
+    """Check the key and the first line, fix the chunk plan, and move the ingestion to running."""
     if row["header"]:
         return job_from_row(row)
-    if dataset is None:
-        raise FileRejected(
-            f"No dataset matches the key {obj.key!r}: the first folder must be one of "
-            f"{', '.join(n + '/' for n in datasets.names())} (for example trips/2018-05.csv)."
-        )
-    if not obj.key.lower().endswith(SUFFIXES):
-        raise FileRejected(f"{obj.key!r} is not a CSV file: sluice ingests keys ending in .csv or .csv.gz.")
-    if obj.size == 0:
-        raise FileRejected("The file is empty.")
+    check_key(dataset, obj)
     gz = obj.key.lower().endswith(".gz")
-    header = read_header(s3, obj, gz) if dataset.HAS_HEADER else list(dataset.COLUMNS)
+    first = header_fields(read_first_line(s3, obj, gz))
+    if dataset.HAS_HEADER:
+        header, skip_header = first, True
+    else:  # headerless: the columns in COLUMNS order; a first line naming them is skipped
+        header, skip_header = list(dataset.COLUMNS), names_columns(dataset, first)
     columns = column_names(dataset, header)
-    plan = {"columns": columns, "header": header, "gzip": gz, "chunk_bytes": settings.chunk_bytes}
+    plan = {
+        "columns": columns, "header": header, "gzip": gz, "chunk_bytes": settings.chunk_bytes,
+        "skip_header": skip_header,
+    }
     total = None if gz else len(chunks.plan(obj.size, settings.chunk_bytes))
     with engine.begin() as conn:
         dataset.context(conn, settings)
@@ -166,14 +169,31 @@ def prepare(
     return job_from_row(row)
 
 
+def check_key(dataset: ModuleType | None, obj: ObjectInfo) -> None:
+    """The key must name a dataset's folder and a CSV file, and the object must hold bytes."""
+    if dataset is None:
+        raise FileRejected(
+            f"No dataset matches the key {obj.key!r}: the first folder must be one of "
+            f"{', '.join(n + '/' for n in datasets.names())} (for example trips/2018-05.csv)."
+        )
+    if not obj.key.lower().endswith(SUFFIXES):
+        raise FileRejected(f"{obj.key!r} is not a CSV file: sluice ingests keys ending in .csv or .csv.gz.")
+    if obj.size == 0:
+        raise FileRejected("The file is empty.")
+
+
 def job_from_row(row: dict[str, Any]) -> Job:
     plan = json.loads(row["header"])
     obj = ObjectInfo(row["bucket"], row["key"], int(row["bytes_total"]), row["etag"])
-    return Job(row["id"], datasets.DATASETS[row["dataset"]], obj, plan["columns"], plan["gzip"], plan["chunk_bytes"])
+    dataset = datasets.DATASETS[row["dataset"]]
+    return Job(
+        row["id"], dataset, obj, plan["columns"], plan["gzip"], plan["chunk_bytes"],
+        plan.get("skip_header", dataset.HAS_HEADER),
+    )
 
 
-def read_header(s3: Any, obj: ObjectInfo, gz: bool) -> list[str]:
-    """The field names on the first line, with clear errors for files that are not CSV text."""
+def read_first_line(s3: Any, obj: ObjectInfo, gz: bool) -> str:
+    """The file's first line, with clear errors for files that are not CSV text."""
     sample = s3objects.read_range(s3, obj, 0, min(obj.size, HEADER_SAMPLE_BYTES))
     if gz:
         try:
@@ -183,6 +203,11 @@ def read_header(s3: Any, obj: ObjectInfo, gz: bool) -> list[str]:
     sample = sample[len(chunks.BOM):] if sample.startswith(chunks.BOM) else sample
     if b"\x00" in sample:
         raise FileRejected("The file is not CSV text: it holds binary data.")
+    if b"\r" in sample.rstrip(b"\r") and b"\n" not in sample:
+        raise FileRejected(
+            "The file's lines end in a carriage return alone (old Mac line endings); save it with LF "
+            "or CRLF line endings and upload it again."
+        )
     line = sample.split(b"\n", 1)[0].rstrip(b"\r")
     try:
         text = line.decode("utf-8")
@@ -192,7 +217,22 @@ def read_header(s3: Any, obj: ObjectInfo, gz: bool) -> list[str]:
         ) from None
     if not text.strip():
         raise FileRejected("The first line is empty; it must be the header naming the columns.")
-    return [name.strip() for name in next(csv.reader([text]))]
+    return text
+
+
+def header_fields(text: str) -> list[str]:
+    try:
+        return [name.strip() for name in next(csv.reader([text]))]
+    except csv.Error as exc:
+        raise FileRejected(f"The first line could not be read as CSV ({exc}).") from None
+
+
+def names_columns(dataset: ModuleType, fields: list[str]) -> bool:
+    """True if a headerless file's first line names the dataset's columns (a header to skip)."""
+    names = [f.strip().lower() for f in fields]
+    return len(names) == len(dataset.COLUMNS) and all(
+        name in (column, *aliases) for name, (column, aliases) in zip(names, dataset.COLUMNS.items(), strict=True)
+    )
 
 
 def column_names(dataset: ModuleType, header: list[str]) -> list[str]:
@@ -268,7 +308,7 @@ def load_chunk(
     """Parse and commit one chunk with its marker and counters; False if it was already committed."""
     if data is None:
         data = chunks.read_lines(lambda a, b: s3objects.read_range(s3, job.obj, a, b), chunk, job.obj.size)
-    block = csvblock.parse(data, job.columns, skip_header=chunk.seq == 0 and job.dataset.HAS_HEADER)
+    block = csvblock.parse(data, job.columns, skip_header=chunk.seq == 0 and job.skip_header)
     del data  # memory: from here on only the parsed columns are needed
     try:
         with engine.begin() as conn:
@@ -282,6 +322,7 @@ def load_chunk(
             ingestions.complete_chunk(
                 conn, job.ingestion_id, chunk.seq, line_count, loaded, rejects,
                 parsed.rejected + len(block_rejects), settings.max_errors_kept,
+                duplicates=parsed.table.num_rows - loaded,
             )
     except IntegrityError:
         log.info("chunk %s of ingestion %s was already committed", chunk.seq, job.ingestion_id)
@@ -355,10 +396,10 @@ def _lock(conn: Any, ingestion_id: int) -> dict[str, Any]:
 
 
 def _file_problem(row: dict[str, Any], max_share: float) -> str | None:
-    loaded, rejected = int(row["rows_loaded"]), int(row["rows_rejected"])
+    loaded, rejected = int(row["rows_loaded"]) + int(row["rows_duplicate"]), int(row["rows_rejected"])
     total = loaded + rejected
     if total == 0:
-        return "The file has a header but no data rows."
+        return "The file has no data rows."
     if rejected > max_share * total:
         return (
             f"{rejected} of {total} rows ({rejected / total:.0%}) were rejected, more than the "
@@ -378,8 +419,21 @@ def fail(engine: Engine, settings: Settings, ingestion_id: int, dataset: ModuleT
         changed = ingestions.fail(conn, ingestion_id, message)
         if changed and dataset is not None:
             dataset.discard(conn, ingestion_id, ingestions.done_steps(conn, ingestion_id))
+        row = ingestions.get(conn, ingestion_id)
     if changed:
+        remove_results(settings, row)
         notify.changed(engine, settings, ingestion_id, status_changed=True)
+
+
+def remove_results(settings: Settings, row: dict[str, Any]) -> None:
+    """Delete the result files of an ingestion taken back out (best effort: logged, never raised)."""
+    if row["dataset"] not in datasets.DATASETS:
+        return
+    try:
+        bucket = results.bucket_for(settings, row["bucket"])
+        results.delete_prefix(results.client(), bucket, results.prefix(row["dataset"], row["id"]))
+    except Exception:  # noqa: BLE001 - a leftover file is logged, and the ingestion's state stands
+        log.exception("could not delete the result files of ingestion %s", row["id"])
 
 
 # --- fan-out ----------------------------------------------------------------------------------

@@ -66,6 +66,7 @@ class Settings:
     stage: str
     websocket_token_parameter: str = ""
     websocket_endpoint_url: str = ""
+    results_bucket: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,4 +92,5 @@ class Settings:
             stage=os.environ.get("STAGE", "").strip() or "local",
             websocket_token_parameter=os.environ.get("WEBSOCKET_TOKEN_PARAMETER", "").strip(),
             websocket_endpoint_url=os.environ.get("WEBSOCKET_ENDPOINT_URL", "").strip(),
+            results_bucket=os.environ.get("RESULTS_BUCKET", "").strip(),
         )

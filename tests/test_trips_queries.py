@@ -128,7 +128,9 @@ def test_region_weekly_with_from_to_and_empty_weeks(loaded):
     assert {dt.date.fromisoformat(i["week"]): i["trips"] for i in series if i["trips"]} == {
         w: c for w, c in expected.items() if dt.date(2018, 4, 16) <= w <= dt.date(2018, 6, 25)
     }
-    assert get(loaded, "/trips/weekly?region=Atlantis")["items"][0]["trips"] == 0
+    unknown = get(loaded, "/trips/weekly?region=Atlantis", 404)["error"]
+    assert "'Atlantis'" in unknown and "Prague, Turin" in unknown  # says which regions exist
+    assert get(loaded, "/trips/weekly?region=prague") == get(loaded, "/trips/weekly?region=Prague")  # case folded
 
 
 def _group_of(r: dict) -> tuple:
@@ -207,7 +209,7 @@ def test_counts(loaded):
         ("/trips?after=x", "'after' must be a whole number"),
         ("/trips/counts?by=colour", "'by' must be one of region, datasource"),
         ("/trips/groups?min_trips=0", "'min_trips' must be between"),
-        ("/trips/abc", "A trip id is a whole number"),
+        ("/trips/abc", "'trip_id' must be a whole number"),
     ],
 )
 def test_bad_parameters_get_400_with_a_sentence(client, path, phrase):
