@@ -110,5 +110,9 @@ def result_file(dataset: str, ingestion_id: str, name: str) -> Response:
     if body is None:
         raise NotFound(f"No result file {key}.")
     suffix = name[name.rfind("."):] if "." in name else ""
-    return Response(body=body, status_code=200,
-                    headers={"Content-Type": CONTENT_TYPES.get(suffix, "application/octet-stream")})
+    content_type = CONTENT_TYPES.get(suffix, "application/octet-stream")
+    if content_type.startswith(("text/", "application/json")):
+        # Only the app's binary types (images, octet-stream) may leave as bytes; a text body must be a
+        # str, or the Lambda proxy response (and Chalice's test client) cannot serialise it.
+        body = body.decode("utf-8")
+    return Response(body=body, status_code=200, headers={"Content-Type": content_type})
