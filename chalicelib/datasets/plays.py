@@ -47,13 +47,14 @@ from chalicelib.errors import BadRequest, NotFound, TooEarly, Unprocessable
 
 PREFIX = "plays"
 HAS_HEADER = True
+#: Each column's name is its header (matched in any case); `number_of_plays` is accepted too.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "song": ("song",),
     "date": ("date",),
-    "plays": ("number of plays", "number_of_plays", "plays"),
+    "number of plays": ("number of plays", "number_of_plays"),
 }
 #: How the columns are named in sentences (as the files' header names them).
-SHOWN = {"song": "Song", "date": "Date", "plays": "Number of Plays"}
+SHOWN = {"song": "Song", "date": "Date", "number of plays": "Number of Plays"}
 
 #: Longest song name, in characters. At 4 UTF-8 bytes each that is 2,000 bytes, within what a
 #: PostgreSQL B-tree entry may hold (about 2,700), so every name fits the primary keys.
@@ -139,12 +140,12 @@ def parse(block: Block, ctx: Any = None, keep_errors: int = 20) -> Parsed:
     _, song_checks = checks.text(song, SONG_CHARS, trim=False)
     song_checks["is empty"] = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(song)), 0)  # spaces only: empty
     day = _dates(t.column("date"))
-    plays, plays_checks = _plays(t.column("plays"))
+    plays, plays_checks = _plays(t.column("number of plays"))
     tests = [
         *[("song", mask, reason) for reason, mask in song_checks.items()],
         ("date", pc.is_valid(day), "is not a real date like '2021-03-01' (YYYY-MM-DD)"),
         ("date", checks.in_date_window(day), f"is outside the accepted dates ({checks.window_sentence()})"),
-        *[("plays", mask, reason) for mask, reason in plays_checks],
+        *[("number of plays", mask, reason) for mask, reason in plays_checks],
     ]
     ok = checks.all_ok([mask for _, mask, _ in tests], t.num_rows)
     bad = np.flatnonzero(~ok)
