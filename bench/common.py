@@ -124,12 +124,16 @@ def moto_cpu_seconds(endpoint: str) -> float:
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A `moto_server` process on a free 127.0.0.1 port; yields its endpoint URL, stops it afterwards."""
+def moto_server(ranged_reads: bool = False) -> Iterator[str]:
+    """A `moto_server` process on a free 127.0.0.1 port; yields its endpoint URL, stops it afterwards.
+
+    `ranged_reads`: serve ranged GETs by reading only the range (bench.moto_ranges), as S3 does.
+    """
     port = _free_port()
     endpoint = f"http://127.0.0.1:{port}"
+    server = [sys.executable, "-m", "bench.moto_ranges"] if ranged_reads else [str(BIN / "moto_server")]
     proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [*server, "-H", "127.0.0.1", "-p", str(port)], cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

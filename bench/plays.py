@@ -205,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--part-bytes", type=int, default=16 * 1024 * 1024, help="PLAYS_PART_BYTES (default 16 MiB)")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the benchmark databases")
+    p.add_argument("--stock-moto", action="store_true",
+                   help="plain moto_server, which reads the whole object for every ranged GET (bench.moto_ranges)")
     args = p.parse_args(argv)
 
     path, rows = plays_csv(int(args.bytes), args.seed)
     key = f"plays/{path.name}"
     runs = []
-    with moto_server() as endpoint:
+    with moto_server(ranged_reads=not args.stock_moto) as endpoint:
         log(f"moto_server at {endpoint}; uploading {path.stat().st_size / 1e9:.2f} GB ({rows:,} rows)")
         upload(endpoint, path, key)
         for i in range(args.repeat):

@@ -34,17 +34,19 @@ def upgrade() -> None:
     op.create_table(
         "play_chunk_totals",
         sa.Column("ingestion_id", sa.Integer, nullable=False),
+        sa.Column("part", sa.SmallInteger, nullable=False),
         sa.Column("song", _song(), nullable=False),
         sa.Column("date", sa.Date, nullable=False),
         sa.Column("plays", sa.BigInteger, nullable=False),
     )
-    op.create_index("ix_play_chunk_totals_ingestion", "play_chunk_totals", ["ingestion_id"])
+    op.create_index("ix_play_chunk_totals_ingestion", "play_chunk_totals", ["ingestion_id", "part"])
     op.create_table(
         "play_file_totals",
         sa.Column("ingestion_id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("song", _song(), primary_key=True),
         sa.Column("date", sa.Date, primary_key=True),
         sa.Column("plays", sa.BigInteger, nullable=False),
+        sa.Column("part", sa.SmallInteger, nullable=False),
     )
     op.create_table(
         "play_totals",
