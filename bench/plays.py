@@ -162,6 +162,8 @@ def measure(path: Path, rows: int, endpoint: str, key: str, args: argparse.Names
         staged = _scalar(url, "SELECT count(*) FROM play_chunk_totals")
         if staged:
             problems.append(f"{staged} staging rows left behind")
+        sizes = {t: round(_scalar(url, f"SELECT pg_total_relation_size('{t}')") / 1e6, 1)  # noqa: S608 (constants)
+                 for t in ("play_file_totals", "play_totals")}
     finally:
         if not args.keep:
             for db in (copy.get("db"), pipe.get("db")):
@@ -187,6 +189,7 @@ def measure(path: Path, rows: int, endpoint: str, key: str, args: argparse.Names
         "rss_file_mb": round(pipe["rss_file_mb"], 1),
         "moto_cpu_seconds": round(pipe["moto_cpu_seconds"], 2),
         "part_bytes": args.part_bytes,
+        "table_mb": sizes,  # what the file leaves in the database (table and indexes)
         **{k: extra[k] for k in ("parts", "result_rows", "result_bytes", "songs", "dates")},
         "chunk_bytes": pipe["chunk_bytes"],
         "workers": pipe["workers"],

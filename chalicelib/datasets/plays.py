@@ -255,13 +255,29 @@ def finish_step(conn: Connection, ingestion_id: int, step: int, steps: int, sign
         return
     c = chunk_totals.c
     mine = sa.and_(c.ingestion_id == ingestion_id, c.part == step)
-    if is_postgres(conn):  # the planner guesses a handful of rows for a just-loaded file
-        conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
-    sums = sa.select(c.ingestion_id, c.song, c.date, sa.func.sum(c.plays), c.part).where(mine).group_by(
-        c.ingestion_id, c.part, c.song, c.date
+    sums = (
+        sa.select(c.ingestion_id, c.song, c.date, sa.func.sum(c.plays).label("plays"), c.part)
+        .where(mine).group_by(c.ingestion_id, c.part, c.song, c.date)
+        .cte("sums")
     )
-    conn.execute(file_totals.insert().from_select([*LOAD_COLUMNS, "part"], sums))
+    if is_postgres(conn):
+        _fix_aggregate_plan(conn)
+        sums = sums.prefix_with("MATERIALIZED")  # hashed apart from the ORDER BY's sort
+    in_order = sa.select(sums).order_by(sums.c.song, sums.c.date)
+    conn.execute(file_totals.insert().from_select([*LOAD_COLUMNS, "part"], in_order))
     conn.execute(chunk_totals.delete().where(mine))
+
+
+def _fix_aggregate_plan(conn: Connection) -> None:
+    """Hash the staged rows into totals, then sort only the totals, for this transaction.
+
+    The planner cannot know how many rows a just-loaded file staged (it guesses a few dozen), so it
+    sorts them all to group them (an external sort of 290 MB for half of a 1.1 GB file). Hashing
+    them and sorting the six times fewer totals took half the time; the totals then go into the
+    primary key in order, which is cheaper than in hash order.
+    """
+    conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+    conn.exec_driver_sql("SET LOCAL enable_sort = off")  # the grouping; the ORDER BY sorts anyway
 
 
 def finish(conn: Connection, ingestion: dict[str, Any], settings: Any) -> None:
@@ -282,6 +298,7 @@ def finish(conn: Connection, ingestion: dict[str, Any], settings: Any) -> None:
     if is_postgres(conn):
         # The part files are read through a second connection while this one merges the rollup: the
         # file's totals were committed by the finishing steps, so both see the same rows.
+        _read_in_key_order(conn)
         with ThreadPoolExecutor(1) as pool:
             writing = pool.submit(_write_apart, conn.engine, s3, bucket, prefix, ingestion_id, cap)
             _merge_totals(conn, ingestion_id, sign=1)
@@ -303,7 +320,15 @@ def finish(conn: Connection, ingestion: dict[str, Any], settings: Any) -> None:
 
 def _write_apart(engine: Any, s3: Any, bucket: str, prefix: str, ingestion_id: int, cap: int) -> Written:
     with engine.connect() as reader:
+        _read_in_key_order(reader)
         return write_results(s3, bucket, prefix, result_batches(reader, ingestion_id), cap)
+
+
+def _read_in_key_order(conn: Connection) -> None:
+    """Read a file's totals along the primary key, which is their (song, date) order, for this
+    transaction: the planner, guessing a few thousand rows, would sort them instead (an external
+    sort of 87 MB for a 1.1 GB file)."""
+    conn.exec_driver_sql("SET LOCAL enable_sort = off")
 
 
 def part_bytes(settings: Any) -> int:
