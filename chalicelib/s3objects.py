@@ -24,6 +24,10 @@ class ObjectGone(Exception):
     """The object no longer exists (deleted after the event was sent)."""
 
 
+class ShortRead(OSError):
+    """S3 returned fewer bytes than asked for: a transient read error, never an end of file."""
+
+
 def client() -> Any:
     import boto3
 
@@ -54,7 +58,12 @@ def read_range(s3: Any, obj: ObjectInfo, start: int, end: int) -> bytes:
         )
     except ClientError as exc:
         raise _read_error(exc, obj) from None
-    return response["Body"].read()
+    body = response["Body"].read()
+    if len(body) != end - start:
+        raise ShortRead(
+            f"s3://{obj.bucket}/{obj.key}: asked for bytes {start}-{end - 1}, got {len(body)} bytes"
+        )
+    return body
 
 
 def open_stream(s3: Any, obj: ObjectInfo) -> Any:
