@@ -124,22 +124,51 @@ def find_object(conn: Connection, bucket: str, key: str, etag: str) -> dict[str,
     return dict(row) if row else None
 
 
-def find_same_content(conn: Connection, etag: str, size: int, exclude_id: int) -> int | None:
-    """The first ingestion (not itself a duplicate) of the same bytes under another key."""
+def find_original(conn: Connection, dataset: str, etag: str, size: int, exclude_id: int) -> int | None:
+    """The ingestion whose rows already hold these bytes (same ETag and size) in this dataset: one
+    loading now, or one done that stored rows and was neither superseded nor deleted."""
+    c = ingestions.c
     return conn.execute(
-        sa.select(ingestions.c.id)
+        sa.select(c.id)
         .where(
-            ingestions.c.etag == etag,
-            ingestions.c.bytes_total == size,
-            ingestions.c.duplicate_of.is_(None),
-            ingestions.c.id != exclude_id,
+            c.dataset == dataset, c.etag == etag, c.bytes_total == size, c.id != exclude_id,
+            c.duplicate_of.is_(None), c.superseded_by.is_(None),
+            sa.or_(c.status == "running", sa.and_(c.status == "done", c.rows_loaded + c.rows_duplicate > 0)),
         )
-        .order_by(ingestions.c.id)
+        .order_by(c.id)
         .limit(1)
     ).scalar()
 
 
-def create(conn: Connection, dataset: str, bucket: str, key: str, etag: str, size: int) -> int:
+def versions(conn: Connection, bucket: str, key: str) -> list[dict[str, Any]]:
+    """Every ingestion of one key still in force (not deleted or superseded), oldest version first."""
+    c = ingestions.c
+    rows = conn.execute(
+        sa.select(ingestions)
+        .where(c.bucket == bucket, c.key == key, c.superseded_by.is_(None), c.status != "deleted")
+        .order_by(sa.func.coalesce(c.last_modified, c.created_at), c.id)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def reset(conn: Connection, ingestion_id: int, last_modified: dt.datetime | None) -> None:
+    """Make an ingestion new again (a retry, or the same bytes uploaded again after it failed or was
+    deleted): its chunks, steps, attempts and rejects are forgotten and it is queued."""
+    for table in (ingestion_rejects, ingestion_chunks, ingestion_steps, ingestion_attempts):
+        conn.execute(table.delete().where(table.c.ingestion_id == ingestion_id))
+    values: dict[str, Any] = dict(
+        status="queued", header=None, chunks_total=None, error=None, duplicate_of=None, superseded_by=None,
+        rows_loaded=0, rows_rejected=0, rows_duplicate=0, bytes_done=0, started_at=None, finished_at=None,
+    )
+    if last_modified is not None:
+        values["last_modified"] = last_modified
+    update(conn, ingestion_id, **values)
+
+
+def create(
+    conn: Connection, dataset: str, bucket: str, key: str, etag: str, size: int,
+    last_modified: dt.datetime | None = None,
+) -> int:
     result = conn.execute(
         ingestions.insert().values(
             dataset=dataset,
@@ -149,6 +178,7 @@ def create(conn: Connection, dataset: str, bucket: str, key: str, etag: str, siz
             bytes_total=size,
             status="queued",
             created_at=utcnow(),
+            last_modified=last_modified,
         )
     )
     return int(result.inserted_primary_key[0])
@@ -167,12 +197,12 @@ def start(conn: Connection, ingestion_id: int, plan: dict[str, Any], chunks_tota
     )
 
 
-def fail(conn: Connection, ingestion_id: int, message: str) -> bool:
+def fail(conn: Connection, ingestion_id: int, message: str, **values: Any) -> bool:
     """Mark an unfinished ingestion failed; False if it had already finished."""
     result = conn.execute(
         ingestions.update()
         .where(ingestions.c.id == ingestion_id, ingestions.c.status.in_(("queued", "running")))
-        .values(status="failed", error=message, finished_at=utcnow())
+        .values(status="failed", error=message, finished_at=utcnow(), **values)
     )
     return result.rowcount == 1
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chalicelib import chunks, csvblock, datasets, ingestions, notify, results, s3objects
 from chalicelib.db import get_engine, is_postgres
-from chalicelib.errors import FileRejected
+from chalicelib.errors import Conflict, FileRejected, NotFound
 from chalicelib.s3objects import ObjectInfo
 from chalicelib.settings import Settings
 
@@ -86,17 +86,27 @@ def ingest_object(bucket: str, key: str, settings: Settings, deadline: float | N
     row, created = register(engine, dataset.PREFIX if dataset else _prefix(key), obj)
     if created:
         notify.changed(engine, settings, row["id"], status_changed=True)
-    if row["status"] in ("done", "failed"):
+    if row["status"] in ("done", "failed", "deleted"):
         return row["id"]
+    start(engine, s3, settings, row, dataset, obj, deadline)
+    return row["id"]
+
+
+def start(
+    engine: Engine, s3: Any, settings: Settings, row: dict[str, Any], dataset: ModuleType | None,
+    obj: ObjectInfo, deadline: float | None = None,
+) -> None:
+    """Plan a queued ingestion (or pick up a running one) and load it, here or on the queue."""
     try:
         job = _retrying(settings, lambda: prepare(engine, s3, settings, row, dataset, obj))
+        if job is None:  # the same bytes are already loaded: a duplicate
+            return
         if settings.ingest_queue_url:
             enqueue(settings, job)
         else:
             run(engine, s3, settings, job, deadline)
     except FileRejected as exc:
         fail(engine, settings, row["id"], dataset, str(exc))
-    return row["id"]
 
 
 def load_from_message(message: dict[str, Any], settings: Settings, deadline: float | None = None) -> None:
@@ -122,6 +132,66 @@ def load_from_message(message: dict[str, Any], settings: Settings, deadline: flo
         fail(engine, settings, ingestion_id, job.dataset, str(exc))
 
 
+def retry(settings: Settings, ingestion_id: int) -> dict[str, Any]:
+    """POST /ingestions/{id}/retry: a failed (or deleted) ingestion is loaded again from its object;
+    a queued or running one resumes from its last committed chunk. Returns the ingestion's row.
+
+    Without a queue the file is loaded before this returns; with one, its chunks are queued.
+    """
+    engine = get_engine(settings.database_url)
+    row = _existing(engine, ingestion_id)
+    if row["duplicate_of"] is not None:
+        raise Conflict(f"Ingestion {ingestion_id} is a duplicate of ingestion {row['duplicate_of']}; "
+                       "retry that one if it needs it.")
+    if row["superseded_by"] is not None:
+        raise Conflict(f"Ingestion {ingestion_id} was replaced by a newer version of its key "
+                       f"(ingestion {row['superseded_by']}); there is nothing to retry.")
+    if row["status"] == "done":
+        raise Conflict(f"Ingestion {ingestion_id} is done; there is nothing to retry.")
+    s3 = s3objects.client()
+    try:
+        obj = s3objects.head(s3, row["bucket"], row["key"])
+    except s3objects.ObjectGone:
+        raise Conflict(f"s3://{row['bucket']}/{row['key']} no longer exists; upload the file again.") from None
+    if obj.etag != row["etag"]:
+        raise Conflict(f"s3://{row['bucket']}/{row['key']} holds a newer version now, which has its own "
+                       "ingestion; retry that one if it needs it.")
+    if row["status"] in ("failed", "deleted"):
+        with engine.begin() as conn:
+            ingestions.reset(conn, ingestion_id, None)
+            row = ingestions.get(conn, ingestion_id)
+        notify.changed(engine, settings, ingestion_id, status_changed=True)
+    start(engine, s3, settings, row, datasets.DATASETS.get(row["dataset"]), obj)
+    return _existing(engine, ingestion_id)
+
+
+def remove(settings: Settings, ingestion_id: int) -> dict[str, Any]:
+    """DELETE /ingestions/{id}: take the ingestion's rows out of every table and rollup (stopping it
+    first if it is loading) and mark it deleted; its result files go too. Idempotent."""
+    engine = get_engine(settings.database_url)
+    row = _existing(engine, ingestion_id)
+    if row["status"] == "deleted":
+        return row
+    dataset = datasets.DATASETS.get(row["dataset"])
+    with engine.begin() as conn:
+        ingestions.fail(conn, ingestion_id, "Deleted while it was loading.")  # stops a loading one first
+        row = _lock(conn, ingestion_id)
+        if dataset is not None and row["rows_loaded"]:
+            take_out(conn, dataset, ingestion_id)
+        ingestions.update(conn, ingestion_id, status="deleted", finished_at=ingestions.utcnow())
+        row = ingestions.get(conn, ingestion_id)
+    _after_removal(engine, settings, [row])
+    return row
+
+
+def _existing(engine: Engine, ingestion_id: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = ingestions.get(conn, ingestion_id)
+    if row is None:
+        raise NotFound(f"Ingestion {ingestion_id} not found.")
+    return row
+
+
 # --- registering ------------------------------------------------------------------------------
 
 
@@ -130,21 +200,23 @@ def _prefix(key: str) -> str:
 
 
 def register(engine: Engine, dataset: str, obj: ObjectInfo) -> tuple[dict[str, Any], bool]:
-    """The ingestion of this exact object, created if new; (row, created)."""
+    """The ingestion of this exact object (bucket, key, ETag), created if new; (row, created).
+
+    The same bytes put again under the same key after their ingestion failed or was deleted (a newer
+    LastModified, so not a replayed event) make that ingestion new again.
+    """
     with engine.begin() as conn:
-        if is_postgres(conn):  # one registration per content at a time, so duplicates are seen
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:etag))"), {"etag": obj.etag})
         row = ingestions.find_object(conn, obj.bucket, obj.key, obj.etag)
-        if row is not None:
-            return row, False
-        ingestion_id = ingestions.create(conn, dataset, obj.bucket, obj.key, obj.etag, obj.size)
-        first = ingestions.find_same_content(conn, obj.etag, obj.size, ingestion_id)
-        if first is not None:
-            now = ingestions.utcnow()
-            ingestions.update(
-                conn, ingestion_id, status="done", duplicate_of=first, started_at=now, finished_at=now
-            )
-        return ingestions.get(conn, ingestion_id), True
+        if row is None:
+            ingestion_id = ingestions.create(conn, dataset, obj.bucket, obj.key, obj.etag, obj.size, obj.last_modified)
+            return ingestions.get(conn, ingestion_id), True
+        uploaded_again = obj.last_modified is not None and (
+            row["last_modified"] is None or obj.last_modified > row["last_modified"]
+        )
+        if row["status"] in ("failed", "deleted") and uploaded_again:
+            ingestions.reset(conn, row["id"], obj.last_modified)
+            return ingestions.get(conn, row["id"]), True
+        return row, False
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -152,8 +224,14 @@ def register(engine: Engine, dataset: str, obj: ObjectInfo) -> tuple[dict[str, A
 
 def prepare(
     engine: Engine, s3: Any, settings: Settings, row: dict[str, Any], dataset: ModuleType | None, obj: ObjectInfo
-) -> Job:
-    """Check the key and the first line, fix the chunk plan, and move the ingestion to running."""
+) -> Job | None:
+    """Check the key and the first line, fix the chunk plan, and move the ingestion to running;
+    None if these bytes are already loaded (the ingestion is then done as a `duplicate_of`).
+
+    The key is checked before anything else, and the duplicate check and the move to running
+    happen in one transaction, one registration per content at a time: of two identical uploads
+    at once, exactly one loads.
+    """
     if row["header"]:
         return job_from_row(row)
     check_key(dataset, obj)
@@ -171,11 +249,18 @@ def prepare(
     }
     total = None if gz else len(chunks.plan(obj.size, settings.chunk_bytes))
     with engine.begin() as conn:
-        dataset.context(conn, settings)
-        ingestions.start(conn, row["id"], plan, total)
+        if is_postgres(conn):
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:etag))"), {"etag": obj.etag})
+        original = ingestions.find_original(conn, dataset.PREFIX, obj.etag, obj.size, row["id"])
+        if original is not None:
+            now = ingestions.utcnow()
+            ingestions.update(conn, row["id"], status="done", duplicate_of=original, started_at=now, finished_at=now)
+        else:
+            dataset.context(conn, settings)
+            ingestions.start(conn, row["id"], plan, total)
         row = ingestions.get(conn, row["id"])
     notify.changed(engine, settings, row["id"], status_changed=True)
-    return job_from_row(row)
+    return None if original is not None else job_from_row(row)
 
 
 def check_key(dataset: ModuleType | None, obj: ObjectInfo) -> None:
@@ -462,14 +547,53 @@ def finalize(engine: Engine, settings: Settings, job: Job) -> Job | None:
         if not _run_steps(engine, settings, job):
             return None
         with _attempt(engine, settings, job.ingestion_id, "finish", 0, "Finishing the file"), engine.begin() as conn:
+            _lock_key(conn, job.obj)
             row = _lock(conn, job.ingestion_id)
             steps = len(ingestions.done_steps(conn, job.ingestion_id))
             if row["status"] != "running" or steps < job.dataset.FINISH_STEPS:
                 return None
             job.dataset.finish(conn, row, settings)
             ingestions.finish(conn, job.ingestion_id)
+            replaced = settle_versions(conn, job.obj.bucket, job.obj.key)
+        _after_removal(engine, settings, replaced)
     notify.changed(engine, settings, job.ingestion_id, status_changed=True)
     return None
+
+
+def _lock_key(conn: Any, obj: ObjectInfo) -> None:
+    """Versions of one key settle one at a time (PostgreSQL; SQLite has one writer anyway)."""
+    if is_postgres(conn):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"{obj.bucket}/{obj.key}"})
+
+
+def settle_versions(conn: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    """A key names one file: the newest done version keeps its rows; each older version in force is
+    taken out of every table (a loading one is stopped first) and marked superseded_by the newest.
+    A version newer than the newest done one is left to load (it settles the key when it is done).
+    Returns the rows of the versions taken out."""
+    versions = ingestions.versions(conn, bucket, key)
+    done = [i for i, v in enumerate(versions) if v["status"] == "done"]
+    if not done:
+        return []
+    newest = versions[done[-1]]
+    replaced = []
+    for version in versions[: done[-1]]:
+        sentence = f"A newer version of this key (ingestion {newest['id']}) replaced this one."
+        if version["status"] in ("queued", "running"):
+            ingestions.fail(conn, version["id"], sentence)
+        dataset = datasets.DATASETS.get(version["dataset"])
+        if dataset is not None and version["status"] != "failed":
+            take_out(conn, dataset, version["id"])
+        ingestions.update(conn, version["id"], superseded_by=newest["id"])
+        replaced.append(ingestions.get(conn, version["id"]))
+    return replaced
+
+
+def _after_removal(engine: Engine, settings: Settings, rows: list[dict[str, Any]]) -> None:
+    """Once ingestions were taken out (committed): delete their result files and tell watchers."""
+    for row in rows:
+        remove_results(settings, row)
+        notify.changed(engine, settings, row["id"], status_changed=True)
 
 
 def _run_steps(engine: Engine, settings: Settings, job: Job) -> bool:
@@ -529,8 +653,7 @@ def fail(engine: Engine, settings: Settings, ingestion_id: int, dataset: ModuleT
             take_out(conn, dataset, ingestion_id)
         row = ingestions.get(conn, ingestion_id)
     if changed:
-        remove_results(settings, row)
-        notify.changed(engine, settings, ingestion_id, status_changed=True)
+        _after_removal(engine, settings, [row])
 
 
 def take_out(conn: Any, dataset: ModuleType, ingestion_id: int) -> None:
