@@ -10,6 +10,8 @@ import io
 import re
 from typing import Any
 
+import boto3
+import pytest
 import sqlalchemy as sa
 
 from chalicelib.datasets import plays
@@ -69,6 +71,18 @@ def result_rows(client: Any, s3: Any, ingestion_id: int) -> tuple[dict[str, Any]
     return answer, rows
 
 
+def assert_results(client: Any, aws: Any, ingestion_id: int, raw: bytes) -> dict:
+    """The result files and the summary of an ingestion equal plain Python summing of its raw file."""
+    expected = sorted_rows(python_totals(raw))
+    answer, rows = result_rows(client, aws, ingestion_id)
+    assert rows == expected
+    assert answer["rows"] == len(expected) == sum(f["rows"] for f in answer["files"])
+    assert answer["total_plays"] == sum(total for _, _, total in expected)
+    assert answer["songs"] == len({song for song, _, _ in expected})
+    assert answer["dates"] == len({day for _, day, _ in expected})
+    return answer
+
+
 def keys_under(s3: Any, ingestion_id: int) -> list[str]:
     listed = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/plays/{ingestion_id}/")
     return sorted(o["Key"] for o in listed.get("Contents", []))
@@ -104,3 +118,34 @@ def csv_file(rows: list[tuple[str, str, str]], header: str = HEADER, crlf: bool 
     if not final_newline:
         text = text.rstrip("\r\n")
     return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+
+class S3Outage:
+    """S3 refusing writes after the first `allowed` PutObject/UploadPart calls (a crash mid-finishing)."""
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed = allowed
+
+    def __call__(self, **kwargs) -> None:
+        if self.allowed <= 0:
+            raise ConnectionError("S3 went away")
+        self.allowed -= 1
+
+
+@pytest.fixture
+def s3_outage() -> Any:
+    """start(allowed): S3 refuses PutObject and UploadPart after `allowed` more calls (tests' crashes)."""
+    session = boto3._get_default_session()
+    outages: list[S3Outage] = []
+
+    def start(allowed: int) -> S3Outage:
+        outage = S3Outage(allowed)
+        for op in ("PutObject", "UploadPart"):
+            session.events.register(f"before-call.s3.{op}", outage)
+        outages.append(outage)
+        return outage
+
+    yield start
+    for outage in outages:
+        for op in ("PutObject", "UploadPart"):
+            session.events.unregister(f"before-call.s3.{op}", outage)

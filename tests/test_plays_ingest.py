@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 
-import boto3
 import pytest
 import sqlalchemy as sa
 
@@ -15,6 +14,7 @@ from chalicelib.datasets import plays
 from chalicelib.db import get_engine
 from chalicelib.settings import Settings
 from tests.plays_support import (
+    assert_results,
     csv_file,
     keys_under,
     parse_part,
@@ -22,6 +22,7 @@ from tests.plays_support import (
     read_part,
     result_rows,
     rollup,
+    s3_outage,  # noqa: F401 - a fixture
     sorted_rows,
     table_rows,
 )
@@ -49,17 +50,6 @@ def _generated(tmp_path, rows: int = 3000, seed: int = 3, **options) -> bytes:
     return path.read_bytes()
 
 
-def _assert_results(client, aws, ingestion_id: int, raw: bytes) -> dict:
-    expected = sorted_rows(python_totals(raw))
-    answer, rows = result_rows(client, aws, ingestion_id)
-    assert rows == expected
-    assert answer["rows"] == len(expected) == sum(f["rows"] for f in answer["files"])
-    assert answer["total_plays"] == sum(total for _, _, total in expected)
-    assert answer["songs"] == len({song for song, _, _ in expected})
-    assert answer["dates"] == len({day for _, day, _ in expected})
-    return answer
-
-
 @pytest.mark.parametrize("options", [
     {}, {"crlf": True, "bom": True, "final_newline": False}, {"gzip": True}, {"bad_rows": 0.03},
 ], ids=["plain", "crlf-bom-no-final-newline", "gzip", "bad-rows"])
@@ -70,7 +60,7 @@ def test_totals_equal_plain_python_summing(client, aws, app_env, tmp_path, monke
     assert ingestion["status"] == "done", ingestion
     assert ingestion["rows_loaded"] + ingestion["rows_rejected"] == 3000
     assert (ingestion["rows_rejected"] > 0) == bool(options.get("bad_rows"))
-    _assert_results(client, aws, ingestion["id"], raw)
+    assert_results(client, aws, ingestion["id"], raw)
     assert {k: v[0] for k, v in rollup(app_env).items()} == python_totals(raw)
     assert table_rows(app_env)["play_chunk_totals"] == 0  # staging is emptied once the file is summed
 
@@ -90,7 +80,7 @@ def test_a_small_cap_makes_many_parts_each_valid_and_under_it(client, aws, app_e
     monkeypatch.setenv("PLAYS_PART_BYTES", str(cap))
     raw = _tricky_file() + _generated(tmp_path, rows=4000).split(b"\n", 1)[1]
     ingestion = ingest(client, aws, "plays/many.csv", raw)
-    answer = _assert_results(client, aws, ingestion["id"], raw)
+    answer = assert_results(client, aws, ingestion["id"], raw)
     assert len(answer["files"]) > 10 and answer["part_bytes"] == cap
     seen: list[tuple[str, str]] = []
     for number, part in enumerate(answer["files"], 1):
@@ -121,7 +111,7 @@ def test_large_parts_go_up_in_multipart_uploads(client, aws, app_env, tmp_path, 
     generate(tmp_path / "big.csv", 300_000, 5, songs=200_000, zipf=0.3, end="2021-05-31")  # few repeats
     raw = (tmp_path / "big.csv").read_bytes()
     ingestion = ingest(client, aws, "plays/big.csv", raw)
-    answer = _assert_results(client, aws, ingestion["id"], raw)
+    answer = assert_results(client, aws, ingestion["id"], raw)
     assert len(answer["files"]) >= 2 and max(f["bytes"] for f in answer["files"]) > 5 * 1024 * 1024
 
 
@@ -140,7 +130,7 @@ def test_chunk_size_does_not_change_the_result(client, aws, app_env, tmp_path, m
     monkeypatch.setenv("CHUNK_BYTES", str(chunk_bytes))
     raw = _generated(tmp_path, rows=2500, seed=11, bad_rows=0.01)
     ingestion = ingest(client, aws, "plays/c.csv", raw)
-    _assert_results(client, aws, ingestion["id"], raw)
+    assert_results(client, aws, ingestion["id"], raw)
 
 
 def test_replays_and_resends_load_nothing_twice(client, aws, app_env, tmp_path):
@@ -152,7 +142,7 @@ def test_replays_and_resends_load_nothing_twice(client, aws, app_env, tmp_path):
     items = [i for i in get(client, "/ingestions?dataset=plays")["items"] if i["key"] == "plays/a.csv"]
     assert [i["id"] for i in items] == [first["id"]]
     assert {k: v for k, v in rollup(app_env).items()} == {k: (v, 1) for k, v in python_totals(raw).items()}
-    _assert_results(client, aws, first["id"], raw)
+    assert_results(client, aws, first["id"], raw)
 
 
 def test_a_duplicate_upload_answers_with_the_first(client, aws, app_env, tmp_path):
@@ -225,37 +215,7 @@ def test_a_file_failed_by_its_rejects_leaves_nothing(client, aws, app_env, tmp_p
 # --- finishing: a crash, a rerun, taking a file back out -------------------------------------------
 
 
-class _S3Outage:
-    """S3 refusing writes after the first `allowed` PutObject/UploadPart calls (a crash mid-finishing)."""
-
-    def __init__(self, allowed: int) -> None:
-        self.allowed = allowed
-
-    def __call__(self, **kwargs) -> None:
-        if self.allowed <= 0:
-            raise ConnectionError("S3 went away")
-        self.allowed -= 1
-
-
-@pytest.fixture
-def s3_outage():
-    session = boto3._get_default_session()
-    outages: list[_S3Outage] = []
-
-    def start(allowed: int) -> _S3Outage:
-        outage = _S3Outage(allowed)
-        for op in ("PutObject", "UploadPart"):
-            session.events.register(f"before-call.s3.{op}", outage)
-        outages.append(outage)
-        return outage
-
-    yield start
-    for outage in outages:
-        for op in ("PutObject", "UploadPart"):
-            session.events.unregister(f"before-call.s3.{op}", outage)
-
-
-def test_a_crash_while_writing_parts_then_a_rerun(client, aws, app_env, tmp_path, monkeypatch, s3_outage):
+def test_a_crash_while_writing_parts_then_a_rerun(client, aws, app_env, tmp_path, monkeypatch, s3_outage):  # noqa: F811
     raw = _generated(tmp_path, rows=3000)
     monkeypatch.setenv("PLAYS_PART_BYTES", "4096")
     upload(aws, "plays/crash.csv", raw)
@@ -272,13 +232,13 @@ def test_a_crash_while_writing_parts_then_a_rerun(client, aws, app_env, tmp_path
     outage.allowed = 10**9
     monkeypatch.setenv("PLAYS_PART_BYTES", "16384")  # the rerun writes fewer, larger parts
     invoke(client, "plays/crash.csv")
-    answer = _assert_results(client, aws, ingestion["id"], raw)
+    answer = assert_results(client, aws, ingestion["id"], raw)
     assert keys_under(aws, ingestion["id"]) == sorted(p["key"] for p in answer["files"])  # no stray part
     assert len(answer["files"]) < len(written)
     assert rollup(app_env) == {k: (v, 1) for k, v in python_totals(raw).items()}
 
 
-def test_a_failed_ingestion_keeps_no_part_files(client, aws, app_env, tmp_path, monkeypatch, s3_outage):
+def test_a_failed_ingestion_keeps_no_part_files(client, aws, app_env, tmp_path, monkeypatch, s3_outage):  # noqa: F811
     raw = _generated(tmp_path, rows=3000)
     monkeypatch.setenv("PLAYS_PART_BYTES", "4096")
     upload(aws, "plays/doomed.csv", raw)
@@ -316,4 +276,4 @@ def test_gzip_is_read_as_a_stream(client, aws, app_env, tmp_path, monkeypatch):
     raw = gzip.compress(_tricky_file() + _generated(tmp_path, rows=2000).split(b"\n", 1)[1])
     ingestion = ingest(client, aws, "plays/z.csv.gz", raw)
     assert ingestion["status"] == "done"
-    _assert_results(client, aws, ingestion["id"], raw)
+    assert_results(client, aws, ingestion["id"], raw)
