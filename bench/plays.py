@@ -159,9 +159,9 @@ def measure(path: Path, rows: int, endpoint: str, key: str, args: argparse.Names
             problems.append(f"the baseline copied {copied} rows, the file holds {rows}")
         found, extra = check_results(copy["url"], url, endpoint, pipe["ingestion_id"], args.part_bytes)
         problems += found
-        staged = _scalar(url, "SELECT count(*) FROM play_chunk_totals")
+        staged = _scalar(url, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'play_stage_%'")
         if staged:
-            problems.append(f"{staged} staging rows left behind")
+            problems.append(f"{staged} staging tables left behind")
         sizes = {t: round(_scalar(url, f"SELECT pg_total_relation_size('{t}')") / 1e6, 1)  # noqa: S608 (constants)
                  for t in ("play_file_totals", "play_totals")}
     finally:

@@ -100,6 +100,13 @@ def table_rows(db_url: str, ingestion_id: int | None = None) -> dict[str, int]:
     return out
 
 
+def stage_tables(db_url: str) -> dict[str, int]:
+    """The staging tables that exist, and the rows each holds."""
+    with get_engine(db_url).connect() as conn:
+        names = [n for n in sa.inspect(conn).get_table_names() if n.startswith(plays.STAGE_PREFIX)]
+        return {n: conn.execute(sa.text(f'SELECT count(*) FROM "{n}"')).scalar() for n in names}  # noqa: S608
+
+
 def rollup(db_url: str) -> dict[tuple[str, str], tuple[int, int]]:
     """play_totals as {(song, date): (plays, files)}."""
     with get_engine(db_url).connect() as conn:

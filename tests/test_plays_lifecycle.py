@@ -93,3 +93,47 @@ def test_the_same_bytes_again_after_a_delete_load_again(client, aws, app_env, tm
     again = ingestion_for(client, "plays/again.csv")
     assert again["status"] == "done" and again["duplicate_of"] is None
     assert rollup(app_env) == _expected(raw)
+
+
+def test_a_file_failed_while_a_chunk_writes_its_staging_neither_waits_nor_leaves_rows(
+        client, aws, app_env, db_url, tmp_path):
+    """A chunk still writing to the staging table holds a lock on it: failing the file must not wait
+    for it (that chunk waits for the failing transaction: a deadlock). The rows go, the empty table
+    stays, and a later file's finishing step sweeps it."""
+    import pyarrow as pa
+    import sqlalchemy as sa
+
+    from chalicelib import ingestions, pipeline
+    from chalicelib.datasets import plays
+    from chalicelib.db import get_engine
+    from chalicelib.settings import Settings
+    from tests.plays_support import stage_tables
+
+    engine = get_engine(app_env)
+    with engine.begin() as conn:
+        loading = ingestions.create(conn, "plays", "sluice-test-uploads", "plays/slow.csv", "etag-slow", 100)
+        ingestions.start(conn, loading, {}, 2)
+        rows = pa.table({"song": ["A", "B", "C"], "date": pa.array([19000] * 3, pa.date32()),
+                         "plays": pa.array([1, 2, 3], pa.int64())})
+        plays.load(conn, rows, loading)  # a committed chunk
+    assert sum(stage_tables(app_env).values()) == 3
+    writer = engine.connect()  # a chunk in flight: it wrote to the staging and has not committed
+    writer.execute(plays.stage_table(loading, 0).insert().values(song="D", date=rows.column("date")[0].as_py(), plays=4))
+    started = time.perf_counter()
+    try:
+        if db_url.startswith("sqlite"):  # one writer: the chunk would hold the database; nothing to race
+            writer.rollback()
+        pipeline.fail(engine, Settings.from_env(), loading, plays, "Deleted while it was loading.")
+        assert time.perf_counter() - started < 5
+    finally:
+        writer.rollback()
+        writer.close()
+    left = stage_tables(app_env)
+    assert sum(left.values()) == 0
+    if not db_url.startswith("sqlite"):  # the locked table could not be dropped: emptied, then swept
+        assert plays.stage_table(loading, 0).name in left
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(ingestions.ingestions.c.status).where(ingestions.ingestions.c.id == loading)).scalar() == "failed"
+
+    ingest(client, aws, "plays/next.csv", _file(tmp_path, 7))  # its finishing steps sweep the leftovers
+    assert stage_tables(app_env) == {}

@@ -6,12 +6,12 @@ totals of every done upload together (`GET /plays/totals`).
 
 What is stored, and why (a terabyte a month of raw rows would be most of the database, and no
 question asks for them):
-- `play_chunk_totals` (staging): each chunk's rows summed per (song, date) in Arrow and bulk-loaded
-  in the chunk's transaction. The database's work per chunk is its distinct (song, date) pairs, a
-  plain append with no upsert, so parallel chunks never wait on each other. Emptied when the file is
-  complete.
-- `play_file_totals`: the file's totals per (song, date), computed by the one finishing step from
-  the staging rows (a song's rows may be anywhere in the file). Kept while the file counts: the
+- staging, `play_stage_<ingestion id>_<step>`: each chunk's rows summed per (song, date) in Arrow and
+  bulk-loaded in the chunk's transaction, into the table of the finishing step that will sum the
+  song. The database's work per chunk is its distinct (song, date) pairs, a plain append to a table
+  with no index, so parallel chunks never wait on each other. Each step drops its table once summed.
+- `play_file_totals`: the file's totals per (song, date), computed by the finishing steps from the
+  staging rows (a song's rows may be anywhere in the file). Kept while the file counts: the
   result files are streamed from it in (song, date) order, and taking the file back out subtracts
   exactly these rows from the rollup.
 - `play_totals`: the rollup over every done upload, per (song, date): plays and the number of files
@@ -27,6 +27,8 @@ UTF-8 bytes on both databases (collation "C" on PostgreSQL), the order of the re
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import re
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +47,8 @@ from chalicelib.datasets import checks
 from chalicelib.datasets.base import Parsed
 from chalicelib.db import bulk_insert, is_postgres, metadata, upsert
 from chalicelib.errors import BadRequest, NotFound, TooEarly, Unprocessable
+
+log = logging.getLogger("sluice.plays")
 
 PREFIX = "plays"
 HAS_HEADER = True
@@ -74,16 +78,28 @@ RESULT_BATCH_ROWS = 20_000
 #: Song text compares by its UTF-8 bytes everywhere: SQLite's default, collation "C" on PostgreSQL.
 _SONG = sa.String(SONG_CHARS).with_variant(sa.String(SONG_CHARS, collation="C"), "postgresql")
 
-chunk_totals = sa.Table(
-    "play_chunk_totals",
-    metadata,
-    sa.Column("ingestion_id", sa.Integer, nullable=False),
-    sa.Column("part", sa.SmallInteger, nullable=False),  # which finishing step sums the row (by song)
-    sa.Column("song", _SONG, nullable=False),
-    sa.Column("date", sa.Date, nullable=False),
-    sa.Column("plays", sa.BigInteger, nullable=False),
-    sa.Index("ix_play_chunk_totals_ingestion", "ingestion_id", "part"),
-)
+#: Staging tables are made per file and finishing step (see `stage_table`); their name starts so.
+STAGE_PREFIX = "play_stage_"
+_STAGE_NAME = re.compile(rf"^{STAGE_PREFIX}(\d+)_(\d+)$")
+#: Advisory lock namespace of staging table creation (any constant int4 unique to this use): "play".
+STAGE_LOCK = 0x706C_6179
+
+
+def stage_table(ingestion_id: int, step: int) -> sa.Table:
+    """The staging table of one file's finishing step: its chunks' sums of the step's songs.
+
+    One table per file and step, with no index, so a chunk appends without index work and a step
+    drops its table when it has summed it (deleting the rows of a 1.1 GB file cost 4.6 CPU-seconds,
+    and an index on (ingestion, step) doubled the cost of every chunk's insert).
+    """
+    return sa.Table(
+        f"{STAGE_PREFIX}{int(ingestion_id)}_{int(step)}", sa.MetaData(),
+        sa.Column("song", _SONG, nullable=False),
+        sa.Column("date", sa.Date, nullable=False),
+        sa.Column("plays", sa.BigInteger, nullable=False),
+    )
+
+
 file_totals = sa.Table(
     "play_file_totals",
     metadata,
@@ -124,9 +140,9 @@ result_files = sa.Table(
     sa.Column("rows", sa.BigInteger, nullable=False),
 )
 
-TABLES = (chunk_totals, file_totals, totals, files, result_files)
+TABLES = (file_totals, totals, files, result_files)
 LOAD_COLUMNS = ["ingestion_id", "song", "date", "plays"]
-STAGE_COLUMNS = ["ingestion_id", "part", "song", "date", "plays"]
+STAGE_COLUMNS = ["song", "date", "plays"]
 
 
 def context(conn: Connection, settings: Any) -> None:
@@ -208,23 +224,40 @@ def _reject_message(t: pa.Table, tests: list[tuple[str, Any, str]], i: int) -> s
 
 
 def load(conn: Connection, table: pa.Table, ingestion_id: int) -> int:
-    """Sum the chunk's rows per (song, date) in Arrow and append the sums to the staging table.
+    """Sum the chunk's rows per (song, date) in Arrow and append the sums to the staging table of the
+    step that sums each song.
 
     Returns the number of rows taken (every valid row counts; none is a duplicate).
     """
     if table.num_rows == 0:
         return 0
     sums = table.group_by(["song", "date"], use_threads=False).aggregate([("plays", "sum")])
-    song = sums.column("song").combine_chunks()
-    staged = pa.table({
-        "ingestion_id": pa.array(np.full(sums.num_rows, ingestion_id, "int32")),
-        "part": pa.array(step_of(song, FINISH_STEPS)),
-        "song": song,
-        "date": sums.column("date"),
-        "plays": sums.column("plays_sum"),
-    })
-    bulk_insert(conn, chunk_totals, STAGE_COLUMNS, staged)
+    sums = sums.select(["song", "date", "plays_sum"]).rename_columns(STAGE_COLUMNS)
+    steps = step_of(sums.column("song").combine_chunks(), FINISH_STEPS)
+    for step, stage in enumerate(_create_stages(conn, ingestion_id)):
+        mine = steps == step
+        if mine.any():
+            bulk_insert(conn, stage, STAGE_COLUMNS, sums.filter(pa.array(mine)))
     return table.num_rows
+
+
+def _create_stages(conn: Connection, ingestion_id: int) -> list[sa.Table]:
+    """The file's staging tables, created by its first chunk.
+
+    On PostgreSQL the creators of one file's tables take turns on an advisory lock: two chunks
+    creating them at once would otherwise collide in the catalog. A chunk that finds them made (and
+    committed) takes no lock.
+    """
+    stages = [stage_table(ingestion_id, step) for step in range(FINISH_STEPS)]
+    inspector = sa.inspect(conn)
+    if all(inspector.has_table(stage.name) for stage in stages):
+        return stages
+    if is_postgres(conn):
+        lock = sa.text("SELECT pg_advisory_xact_lock(CAST(:space AS integer), CAST(:id AS integer))")
+        conn.execute(lock, {"space": STAGE_LOCK, "id": ingestion_id})
+    for stage in stages:
+        stage.create(conn, checkfirst=True)
+    return stages
 
 
 def step_of(song: pa.StringArray, steps: int) -> np.ndarray:
@@ -248,16 +281,22 @@ FINISH_STEPS = 2
 
 def finish_step(conn: Connection, ingestion_id: int, step: int, steps: int, sign: int = 1) -> None:
     """Sum the file's staged chunk sums of this step's songs per (song, date) into play_file_totals
-    and delete those staging rows; sign -1 takes the step's totals back out."""
+    and drop their staging table; sign -1 takes the step's totals back out."""
     if sign < 0:
         f = file_totals.c
         conn.execute(file_totals.delete().where(f.ingestion_id == ingestion_id, f.part == step))
         return
-    c = chunk_totals.c
-    mine = sa.and_(c.ingestion_id == ingestion_id, c.part == step)
+    _sweep_stages(conn, ingestion_id)
+    stage = stage_table(ingestion_id, step)
+    if not sa.inspect(conn).has_table(stage.name):
+        return  # no chunk staged anything (a file with no valid rows fails before its steps)
+    c = stage.c
     sums = (
-        sa.select(c.ingestion_id, c.song, c.date, sa.func.sum(c.plays).label("plays"), c.part)
-        .where(mine).group_by(c.ingestion_id, c.part, c.song, c.date)
+        sa.select(
+            sa.literal(ingestion_id, sa.Integer).label("ingestion_id"), c.song, c.date,
+            sa.func.sum(c.plays).label("plays"), sa.literal(step, sa.SmallInteger).label("part"),
+        )
+        .group_by(c.song, c.date)
         .cte("sums")
     )
     if is_postgres(conn):
@@ -265,7 +304,7 @@ def finish_step(conn: Connection, ingestion_id: int, step: int, steps: int, sign
         sums = sums.prefix_with("MATERIALIZED")  # hashed apart from the ORDER BY's sort
     in_order = sa.select(sums).order_by(sums.c.song, sums.c.date)
     conn.execute(file_totals.insert().from_select([*LOAD_COLUMNS, "part"], in_order))
-    conn.execute(chunk_totals.delete().where(mine))
+    stage.drop(conn)
 
 
 def _fix_aggregate_plan(conn: Connection) -> None:
@@ -362,8 +401,59 @@ def discard(conn: Connection, ingestion_id: int, steps_done: Iterable[int] = ())
     if counted is not None:
         _merge_totals(conn, ingestion_id, sign=-1)
         _delete_emptied(conn, ingestion_id)
-    for table in (result_files, files, file_totals, chunk_totals):
+    for table in (result_files, files, file_totals):
         conn.execute(table.delete().where(table.c.ingestion_id == ingestion_id))
+    for step in range(FINISH_STEPS):
+        _drop_stage(conn, stage_table(ingestion_id, step))
+
+
+def _drop_stage(conn: Connection, stage: sa.Table) -> None:
+    """Drop a staging table; if a chunk is still writing to it, delete its rows instead.
+
+    A file is failed (or deleted, or replaced) while one of its chunks may be loading. That chunk
+    holds a lock on the staging table and waits for the ingestion row, which the failing transaction
+    has locked: waiting for the table there would deadlock. So on PostgreSQL the drop waits at most
+    200 ms, and otherwise the rows go (the chunk's own, uncommitted, go with its rollback when it
+    finds its file failed); the empty table is swept by a later finishing step.
+    """
+    if not sa.inspect(conn).has_table(stage.name):
+        return
+    if not is_postgres(conn):  # one writer: nothing else holds the table
+        stage.drop(conn)
+        return
+    try:
+        with conn.begin_nested():
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '200ms'")
+            stage.drop(conn)
+    except sa.exc.OperationalError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
+            raise
+        conn.execute(stage.delete())
+    finally:
+        conn.exec_driver_sql("SET LOCAL lock_timeout TO DEFAULT")
+
+
+def _sweep_stages(conn: Connection, current: int) -> None:
+    """Drop the staging tables left by files no longer loading (see `_drop_stage`)."""
+    found = {}
+    for name in sa.inspect(conn).get_table_names():
+        match = _STAGE_NAME.match(name)
+        if match and int(match.group(1)) != current:
+            found.setdefault(int(match.group(1)), []).append(int(match.group(2)))
+    if not found:
+        return
+    rows = conn.execute(sa.select(ingestions.ingestions.c.id, ingestions.ingestions.c.status)
+                        .where(ingestions.ingestions.c.id.in_(sorted(found)))).all()
+    loading = {row_id for row_id, status in rows if status in ("queued", "running")}
+    for ingestion_id, steps in sorted(found.items()):
+        if ingestion_id in loading:
+            continue
+        for step in steps:
+            try:  # best effort: another step may be sweeping the same table
+                with conn.begin_nested():
+                    _drop_stage(conn, stage_table(ingestion_id, step))
+            except sa.exc.DBAPIError:
+                log.info("staging table of ingestion %s left for a later sweep", ingestion_id)
 
 
 def _delete_emptied(conn: Connection, ingestion_id: int) -> None:

@@ -1,7 +1,7 @@
 """Tables of the plays dataset (issue 13).
 
-- `play_chunk_totals`: staging, each chunk's rows summed per (song, date); emptied when the file's
-  finishing step has summed them into `play_file_totals`.
+- (Staging tables, `play_stage_<ingestion id>_<step>`, are made by a file's first chunk and dropped
+  by its finishing steps: they are work space, not schema.)
 - `play_file_totals`: each counted file's totals per (song, date), the source of its result files
   and of what taking it back out subtracts from the rollup.
 - `play_totals`: plays per (song, date) over every done upload, and how many files hold the pair.
@@ -31,15 +31,6 @@ def _song() -> sa.types.TypeEngine:
 
 
 def upgrade() -> None:
-    op.create_table(
-        "play_chunk_totals",
-        sa.Column("ingestion_id", sa.Integer, nullable=False),
-        sa.Column("part", sa.SmallInteger, nullable=False),
-        sa.Column("song", _song(), nullable=False),
-        sa.Column("date", sa.Date, nullable=False),
-        sa.Column("plays", sa.BigInteger, nullable=False),
-    )
-    op.create_index("ix_play_chunk_totals_ingestion", "play_chunk_totals", ["ingestion_id", "part"])
     op.create_table(
         "play_file_totals",
         sa.Column("ingestion_id", sa.Integer, primary_key=True, autoincrement=False),
@@ -82,5 +73,3 @@ def downgrade() -> None:
     op.drop_table("play_files")
     op.drop_table("play_totals")
     op.drop_table("play_file_totals")
-    op.drop_index("ix_play_chunk_totals_ingestion", table_name="play_chunk_totals")
-    op.drop_table("play_chunk_totals")
