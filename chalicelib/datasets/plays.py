@@ -393,6 +393,8 @@ def discard(conn: Connection, ingestion_id: int, steps_done: Iterable[int] = ())
     was added (that happened in the same transaction as its play_files row)."""
     counted = conn.execute(sa.select(files.c.ingestion_id).where(files.c.ingestion_id == ingestion_id)).first()
     if counted is not None:
+        if is_postgres(conn):
+            _read_in_key_order(conn)
         _merge_totals(conn, ingestion_id, sign=-1)
         _delete_emptied(conn, ingestion_id)
     for table in (result_files, files, file_totals):
