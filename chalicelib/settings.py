@@ -66,6 +66,8 @@ class Settings:
     stage: str
     websocket_token_parameter: str = ""
     websocket_endpoint_url: str = ""
+    # Set by the Lambda runtime only (never by Chalice's test client or local server).
+    lambda_function_name: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,4 +93,5 @@ class Settings:
             stage=os.environ.get("STAGE", "").strip() or "local",
             websocket_token_parameter=os.environ.get("WEBSOCKET_TOKEN_PARAMETER", "").strip(),
             websocket_endpoint_url=os.environ.get("WEBSOCKET_ENDPOINT_URL", "").strip(),
+            lambda_function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "").strip(),
         )

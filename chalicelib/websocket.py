@@ -339,7 +339,7 @@ def publish(engine: Engine, settings: Settings, message: dict[str, Any]) -> Send
 
 
 def connect(event: Any, settings: Settings) -> Response | None:
-    """$connect: check the token (deployed stages), then register; a Response rejects the client."""
+    """$connect: check the token (see `authorize`), then register; a Response rejects the client."""
     refusal = authorize(event.to_dict(), settings)
     if refusal is not None:
         status, sentence = refusal
@@ -350,8 +350,13 @@ def connect(event: Any, settings: Settings) -> Response | None:
 
 
 def authorize(event: dict[str, Any], settings: Settings) -> tuple[int, str] | None:
-    """None if the client may connect, else (HTTP status, sentence). The local stage is open."""
-    if settings.stage == "local":
+    """None if the client may connect, else (HTTP status, sentence).
+
+    The token is checked whenever one is configured, and always inside Lambda (where none configured
+    refuses every client): only the local runner and the test client, outside Lambda with no token,
+    are open. The stage's name plays no part, so no deploy can open the socket by its name.
+    """
+    if not settings.lambda_function_name and not (settings.websocket_token or settings.websocket_token_parameter):
         return None
     try:
         expected = _expected_token(settings)
@@ -363,9 +368,18 @@ def authorize(event: dict[str, Any], settings: Settings) -> tuple[int, str] | No
     given = presented_token(event)
     if not given:
         return 401, "A token is required: connect with ?token=<token> or 'Authorization: Bearer <token>'."
-    if not hmac.compare_digest(given.encode(), expected.encode()):
+    if not _same_token(given, expected):
         return 403, "The token is not valid for this WebSocket API."
     return None
+
+
+def _same_token(given: str, expected: str) -> bool:
+    """Constant-time comparison; a token that is not valid UTF-8 text (a lone surrogate) never matches."""
+    try:
+        given_bytes = given.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(given_bytes, expected.encode("utf-8"))
 
 
 def _expected_token(settings: Settings) -> str:
