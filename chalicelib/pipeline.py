@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chalicelib import chunks, csvblock, datasets, ingestions, notify, s3objects
 from chalicelib.db import get_engine, is_postgres
-from chalicelib.errors import FileRejected
+from chalicelib.errors import FileRejected, UnknownIngestion
 from chalicelib.s3objects import ObjectInfo
 from chalicelib.settings import Settings
 
@@ -95,7 +95,14 @@ def load_from_message(message: dict[str, Any], settings: Settings, deadline: flo
     ingestion_id = int(message["ingestion_id"])
     with engine.connect() as conn:
         row = ingestions.get(conn, ingestion_id)
-    if row is None or row["status"] != "running":
+    if row is None:
+        # Another stage's message, or a database restored to before the ingestion: never drop it
+        # silently. Raising leaves it to SQS, which moves it to the dead-letter queue after
+        # maxReceiveCount deliveries.
+        log.error("chunk message for ingestion %s, which stage %s does not know: left for the dead-letter "
+                  "queue", ingestion_id, settings.stage, extra={"ingestion_id": ingestion_id})
+        raise UnknownIngestion(f"Ingestion {ingestion_id} does not exist in stage {settings.stage}'s database.")
+    if row["status"] != "running":
         return
     job = job_from_row(row)
     s3 = s3objects.client()
