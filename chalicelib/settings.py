@@ -68,6 +68,8 @@ class Settings:
     websocket_endpoint_url: str = ""
     # Set by the Lambda runtime only (never by Chalice's test client or local server).
     lambda_function_name: str = ""
+    # Result files and plots go under results/ here; the upload bucket unless set.
+    results_bucket: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -94,4 +96,39 @@ class Settings:
             websocket_token_parameter=os.environ.get("WEBSOCKET_TOKEN_PARAMETER", "").strip(),
             websocket_endpoint_url=os.environ.get("WEBSOCKET_ENDPOINT_URL", "").strip(),
             lambda_function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "").strip(),
+            results_bucket=(
+                os.environ.get("RESULTS_BUCKET", "").strip() or os.environ.get("INGEST_BUCKET", "").strip()
+            ),
+        )
+
+
+# Names app.py's decorators use when no stage names them (the tests, the local runner).
+LOCAL_UPLOAD_BUCKET = "sluice-local-uploads"
+LOCAL_CHUNK_QUEUE = "sluice-local-chunks"
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What app.py's decorators need: the stage's upload bucket and chunk queue, and the workers' cap.
+
+    `chalice deploy` / `chalice package --stage S` put stage S's `environment_variables` (from
+    .chalice/config.json) into os.environ before they import app.py, so this is the one thing read
+    when app.py is imported: decorator arguments cannot wait for a call. In Lambda the same variables
+    are set, so the values agree; in tests and locally nothing is set and the local names are used.
+    Nothing here reads SSM or AWS.
+    """
+
+    upload_bucket: str
+    chunk_queue: str
+    chunk_concurrency: int | None
+
+    @classmethod
+    def from_env(cls) -> Wiring:
+        queue_url = os.environ.get("INGEST_QUEUE_URL", "").strip().rstrip("/")
+        concurrency = _int("CHUNK_WORKER_CONCURRENCY", 0)
+        return cls(
+            upload_bucket=os.environ.get("INGEST_BUCKET", "").strip() or LOCAL_UPLOAD_BUCKET,
+            chunk_queue=queue_url.rsplit("/", 1)[-1] if queue_url else LOCAL_CHUNK_QUEUE,
+            # SQS event sources take a maximum concurrency of 2 or more.
+            chunk_concurrency=concurrency if concurrency >= 2 else None,
         )
