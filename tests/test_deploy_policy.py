@@ -235,7 +235,8 @@ def test_a_stage_reaches_its_own_resources_and_never_the_other_stages(name, othe
         ("ssm:GetParameter", lambda s, _: s.arn("ssm", f"parameter{s.parameter('database-url')}"), None),
         ("kms:Decrypt", lambda s, _: s.kms_key_arn, None),
         ("execute-api:ManageConnections", lambda s, _: connections(s), None),
-        ("logs:PutLogEvents", lambda s, _: s.arn("logs", f"log-group:{s.log_group_prefix}api_handler:log-stream:x"), None),
+        ("logs:PutLogEvents", lambda s, _: s.arn("logs", f"log-group:{s.api_log_group}:log-stream:x"), None),
+        ("logs:PutLogEvents", lambda s, _: s.arn("logs", f"log-group:{s.log_group_prefix}daily:log-stream:x"), None),
     ]
     for action, arn, key in expected:
         assert allows(policy, action, arn(own, key)), (action, arn(own, key))

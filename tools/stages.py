@@ -153,6 +153,11 @@ class Stage:
     def log_group_prefix(self) -> str:
         return f"/aws/lambda/{self.prefix}-"
 
+    @property
+    def api_log_group(self) -> str:
+        # Chalice names the REST API's function after the stage alone: sluice-<stage>.
+        return f"/aws/lambda/{self.prefix}"
+
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.region}:{self.account}:{resource}"
 
@@ -245,6 +250,8 @@ def policy(stage: Stage) -> dict[str, Any]:
             "Sid": "OwnLogs",
             "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": [
+                stage.arn("logs", f"log-group:{stage.api_log_group}"),
+                stage.arn("logs", f"log-group:{stage.api_log_group}:log-stream:*"),
                 stage.arn("logs", f"log-group:{stage.log_group_prefix}*"),
                 stage.arn("logs", f"log-group:{stage.log_group_prefix}*:log-stream:*"),
             ],
