@@ -27,6 +27,7 @@ from typing import Any
 FIELDS = ("stage", "function", "request_id", "ingestion_id", "chunk")
 _CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("sluice_log_context", default=None)
 _CONFIGURED = False
+APP_LOGGER = "sluice"  # Chalice's app logger (app_name), parent of every sluice.* logger
 
 log = logging.getLogger("sluice.logs")
 
@@ -102,21 +103,25 @@ def in_lambda() -> bool:
 
 
 def configure(json_lines: bool | None = None, level: str | None = None) -> None:
-    """Install the formatter on the root logger's handlers (the Lambda runtime installs one handler).
+    """Install the formatter on the handlers of the root logger (the Lambda runtime's) and of the
+    "sluice" logger, which Chalice gives its own stdout handler, no propagation and level ERROR: that
+    level would drop every warning, so it becomes LOG_LEVEL (default INFO) too.
 
-    json_lines defaults to "inside Lambda"; level to LOG_LEVEL, else INFO.
+    json_lines defaults to "inside Lambda".
     """
     global _CONFIGURED
     json_lines = in_lambda() if json_lines is None else json_lines
+    formatter = JsonFormatter() if json_lines else RedactingFormatter("%(levelname)s %(name)s: %(message)s")
+    level_name = (level or os.environ.get("LOG_LEVEL", "") or "INFO").upper()
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
-    formatter = JsonFormatter() if json_lines else RedactingFormatter("%(levelname)s %(name)s: %(message)s")
-    for handler in root.handlers:
-        handler.setFormatter(formatter)
-        if not any(isinstance(f, ContextFilter) for f in handler.filters):
-            handler.addFilter(ContextFilter())
-    root.setLevel((level or os.environ.get("LOG_LEVEL", "") or "INFO").upper())
+    for logger in (root, logging.getLogger(APP_LOGGER)):
+        for handler in logger.handlers:
+            handler.setFormatter(formatter)
+            if not any(isinstance(f, ContextFilter) for f in handler.filters):
+                handler.addFilter(ContextFilter())
+        logger.setLevel(level_name)
     _CONFIGURED = True
 
 
