@@ -28,6 +28,7 @@ FIELDS = ("stage", "function", "request_id", "ingestion_id", "chunk")
 _CONTEXT: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("sluice_log_context", default=None)
 _CONFIGURED = False
 APP_LOGGER = "sluice"  # Chalice's app logger (app_name), parent of every sluice.* logger
+QUIET = ("botocore", "boto3", "s3transfer", "urllib3")
 
 log = logging.getLogger("sluice.logs")
 
@@ -122,6 +123,10 @@ def configure(json_lines: bool | None = None, level: str | None = None) -> None:
             if not any(isinstance(f, ContextFilter) for f in handler.filters):
                 handler.addFilter(ContextFilter())
         logger.setLevel(level_name)
+    # botocore logs whole response bodies at DEBUG, SecureString values included, before sluice has
+    # read (and can mask) them: the AWS libraries never log below WARNING here, whatever LOG_LEVEL says.
+    for name in QUIET:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level_name)))
     _CONFIGURED = True
 
 

@@ -93,6 +93,22 @@ def test_secret_values_never_reach_a_log_line(json_logs, aws):
     assert text.count("***") == 2  # the message and the exception
 
 
+def test_botocore_never_logs_a_secret_even_at_debug(json_logs, aws, monkeypatch):
+    boto3.client("ssm").put_parameter(Name="/sluice/dev/github-token", Type="SecureString", Value="ghp_n0tReal9")
+    secrets.clear_cache()
+    saved = {name: logging.getLogger(name).level for name in logs.QUIET}
+    try:
+        logs.configure(level="DEBUG")
+        assert secrets.parameter("/sluice/dev/github-token") == "ghp_n0tReal9"
+        logging.getLogger("sluice.deploytest").debug("read the token")
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+        secrets.clear_cache()
+    text = json_logs.getvalue()
+    assert "read the token" in text and "ghp_n0tReal9" not in text
+
+
 def test_a_chunk_message_invocation_logs_its_ingestion_chunk_request_and_stage(client, json_logs):
     event = client.events.generate_sqs_event(message_bodies=[json.dumps({"ingestion_id": 31337, "seq": 4})],
                                              queue_name="sluice-dev-chunks")
