@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from chalicelib import chunks, csvblock, datasets, ingestions, notify, s3objects
+from chalicelib import chunks, csvblock, datasets, ingestions, logs, notify, s3objects
 from chalicelib.db import get_engine, is_postgres
 from chalicelib.errors import FileRejected, UnknownIngestion
 from chalicelib.s3objects import ObjectInfo
@@ -74,6 +74,7 @@ def ingest_object(bucket: str, key: str, settings: Settings, deadline: float | N
         return None
     dataset = datasets.for_key(key)
     row, created = register(engine, dataset.PREFIX if dataset else _prefix(key), obj)
+    logs.bind(ingestion_id=row["id"])  # on every later log line of this invocation
     if created:
         notify.changed(engine, settings, row["id"], status_changed=True)
     if row["status"] in ("done", "failed"):

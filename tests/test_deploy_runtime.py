@@ -120,6 +120,29 @@ def test_a_chunk_message_invocation_logs_its_ingestion_chunk_request_and_stage(c
     assert line["function"] == "on_chunk_message" and line["request_id"]
 
 
+def test_an_upload_logs_its_ingestion_id_once_registered(client, aws, json_logs, monkeypatch):
+    """Lines logged by on_csv_upload after the ingestion is registered carry its id (here: the
+    warnings of a WebSocket client whose sends fail, answered at the HTTP boundary)."""
+    from chalicelib import websocket
+    from tests.support.websocket import API_ID, fail_sends, subscribe
+
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME")  # the local stage's open socket
+    logs.configure(json_lines=True)
+    monkeypatch.setenv("WEBSOCKET_API_ID", API_ID)
+    monkeypatch.delenv("WEBSOCKET_ENDPOINT_URL", raising=False)
+    websocket.reset()
+    try:
+        subscribe(client, "broken", "*")
+        fail_sends(websocket.boto_session(), {"broken": (500, "InternalServerError")})
+        done = ingest(client, aws, "trips/logged.csv", b"region,origin_coord,destination_coord,datetime,"
+                      b"datasource\nTurin,POINT (7.6 45.0),POINT (7.7 45.1),2018-05-21 02:54:04,cheap_mobile\n")
+    finally:
+        websocket.reset()
+    lines = [x for x in _lines(json_logs) if x["message"].startswith("could not send")]
+    assert len(lines) == 3  # queued, running, done
+    assert {(x["ingestion_id"], x["function"]) for x in lines} == {(done["id"], "on_csv_upload")}
+
+
 def test_no_connection_is_left_checked_out_after_any_handler(client, aws, engine, caplog):
     ingest(client, aws, "trips/a.csv", b"region,origin_coord,destination_coord,datetime,datasource\n"
            b"Turin,POINT (7.6 45.0),POINT (7.7 45.1),2018-05-21 02:54:04,cheap_mobile\n")
