@@ -139,7 +139,7 @@ def test_an_upload_logs_its_ingestion_id_once_registered(client, aws, json_logs,
     finally:
         websocket.reset()
     lines = [x for x in _lines(json_logs) if x["message"].startswith("could not send")]
-    assert len(lines) == 3  # queued, running, done
+    assert len(lines) >= 3  # queued, running, done (and progress on a slow machine)
     assert {(x["ingestion_id"], x["function"]) for x in lines} == {(done["id"], "on_csv_upload")}
 
 
