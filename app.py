@@ -8,6 +8,7 @@ from chalicelib import logs, migrate, pipeline, websocket
 from chalicelib.github import sync as github_sync
 from chalicelib.routes.github import github_routes
 from chalicelib.routes.ingestions import ingestion_routes
+from chalicelib.routes.meta import meta_routes
 from chalicelib.routes.trips import trip_routes
 from chalicelib.settings import Settings, Wiring
 
@@ -16,6 +17,7 @@ app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.register_blueprint(ingestion_routes)
 app.register_blueprint(trip_routes)
 app.register_blueprint(github_routes)
+app.register_blueprint(meta_routes)
 
 # The stage's upload bucket, chunk queue and chunk-worker cap, from the stage's environment_variables,
 # which Chalice puts in os.environ before it imports this file to deploy or package a stage (see Wiring).

@@ -66,10 +66,11 @@ class Settings:
     stage: str
     websocket_token_parameter: str = ""
     websocket_endpoint_url: str = ""
+    results_bucket: str = ""
+    max_line_bytes: int = 1024 * 1024
+    max_attempts: int = 3
     # Set by the Lambda runtime only (never by Chalice's test client or local server).
     lambda_function_name: str = ""
-    # Result files and plots go under results/ here; the upload bucket unless set.
-    results_bucket: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -95,10 +96,10 @@ class Settings:
             stage=os.environ.get("STAGE", "").strip() or "local",
             websocket_token_parameter=os.environ.get("WEBSOCKET_TOKEN_PARAMETER", "").strip(),
             websocket_endpoint_url=os.environ.get("WEBSOCKET_ENDPOINT_URL", "").strip(),
+            results_bucket=os.environ.get("RESULTS_BUCKET", "").strip(),
+            max_line_bytes=max(_int("MAX_LINE_BYTES", 1024 * 1024), 1024),
+            max_attempts=max(_int("MAX_ATTEMPTS", 3), 1),
             lambda_function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "").strip(),
-            results_bucket=(
-                os.environ.get("RESULTS_BUCKET", "").strip() or os.environ.get("INGEST_BUCKET", "").strip()
-            ),
         )
 
 

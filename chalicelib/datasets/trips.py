@@ -31,6 +31,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from chalicelib.csvblock import Block
+from chalicelib.datasets import checks
+from chalicelib.datasets.base import Parsed
 from chalicelib.db import add_counts, bulk_insert, is_postgres, metadata, upsert
 from chalicelib.errors import BadRequest, NotFound
 
@@ -100,6 +102,15 @@ groups = sa.Table(
     sa.Column("tod", sa.SmallInteger, primary_key=True, autoincrement=False),
     sa.Column("trips", sa.BigInteger, nullable=False),
 )
+#: The extent of every origin and destination ever loaded per region (never shrunk when rows are
+#: taken out, so still a bound): a box holding a region's extent holds all its trips.
+EXTENT_COLUMNS = [f"{p}_{m}_{a}" for p in ("o", "d") for m in ("min", "max") for a in ("lon", "lat")]
+region_extents = sa.Table(
+    "trip_region_extents",
+    metadata,
+    sa.Column("region", sa.String(128), primary_key=True),
+    *[sa.Column(name, sa.Float(53), nullable=False) for name in EXTENT_COLUMNS],
+)
 meta = sa.Table(
     "sluice_meta",
     metadata,
@@ -107,6 +118,9 @@ meta = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
+#: Longest region or datasource name (the columns' size).
+TEXT_CHARS = 128
+TABLES = (trips, region_weeks, datasource_weeks, cell_weeks, groups)
 GROUP_KEYS = ("region", "o_cx", "o_cy", "d_cx", "d_cy", "tod")
 LOAD_COLUMNS = [c.name for c in trips.columns if c.name != "id"]
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -137,8 +151,10 @@ def context(conn: Connection, settings: Any) -> Grid:
     if stored is not None:
         return stored
     grid = Grid(settings.grid_deg, settings.hour_bucket)
-    conn.execute(meta.insert().values(key="trips.grid", value=json.dumps({"deg": grid.deg, "hours": grid.hours})))
-    return grid
+    value = json.dumps({"deg": grid.deg, "hours": grid.hours})
+    # Two first loads may get here at once: the second waits for the first's row, then keeps it.
+    conn.execute(upsert(conn, meta).values(key="trips.grid", value=value).on_conflict_do_nothing(index_elements=["key"]))
+    return _stored_grid(conn) or grid
 
 
 def read_grid(conn: Connection, settings: Any) -> Grid:
@@ -157,33 +173,25 @@ def _stored_grid(conn: Connection) -> Grid | None:
 # --- parsing --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Parsed:
-    table: pa.Table
-    rejects: list[tuple[int, str]]
-    rejected: int
-
-
 def parse(block: Block, grid: Grid, keep_errors: int = 20) -> Parsed:
     """Validate and type a block of trips, vectorised; bad rows become (line, message) rejects."""
     t = block.table
-    region = pc.utf8_trim_whitespace(t.column("region"))
-    source = pc.utf8_trim_whitespace(t.column("datasource"))
+    region, region_checks = checks.text(t.column("region"), TEXT_CHARS)
+    source, source_checks = checks.text(t.column("datasource"), TEXT_CHARS)
     o_lon, o_lat = _points(t.column("origin_coord"))
     d_lon, d_lat = _points(t.column("destination_coord"))
     started = _timestamps(t.column("datetime"))
-    checks = {
-        "region": pc.greater(pc.utf8_length(region), 0),
-        "datasource": pc.greater(pc.utf8_length(source), 0),
-        "origin_coord": _in_range(o_lon, o_lat),
-        "destination_coord": _in_range(d_lon, d_lat),
-        "datetime": pc.is_valid(started),
-    }
-    ok = np.ones(t.num_rows, dtype=bool)
-    for mask in checks.values():
-        ok &= mask.to_numpy(zero_copy_only=False).astype(bool)
+    tests = [
+        *[("region", mask, reason) for reason, mask in region_checks.items()],
+        *[("datasource", mask, reason) for reason, mask in source_checks.items()],
+        ("origin_coord", _in_range(o_lon, o_lat), ""),
+        ("destination_coord", _in_range(d_lon, d_lat), ""),
+        ("datetime", pc.is_valid(started), ""),
+        ("datetime", checks.in_date_window(started), f"is outside the accepted dates ({checks.window_sentence()})"),
+    ]
+    ok = checks.all_ok([mask for _, mask, _ in tests], t.num_rows)
     bad = np.flatnonzero(~ok)
-    rejects = [(int(block.lines[i]), _reject_message(t, checks, i)) for i in bad[:keep_errors]]
+    rejects = [(int(block.lines[i]), _reject_message(t, tests, i)) for i in bad[:keep_errors]]
     keep = pa.array(ok)
     columns = {
         "region": region.filter(keep),
@@ -259,25 +267,24 @@ def _in_range(lon: pa.ChunkedArray, lat: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.fill_null(pc.and_(lon_ok, lat_ok), False)
 
 
-def _reject_message(t: pa.Table, checks: dict[str, pa.ChunkedArray], i: int) -> str:
+def _reject_message(t: pa.Table, tests: list[tuple[str, Any, str]], i: int) -> str:
     """Why row i was rejected, naming the first failing column and its value (rejected rows only)."""
-    for name, mask in checks.items():
+    for name, mask, reason in tests:
         if not mask[i].as_py():
-            source = "datetime" if name == "datetime" else name
-            value = t.column(source)[i].as_py()
-            return _explain(name, value)
+            return _explain(name, t.column(name)[i].as_py(), reason)
     return "the row could not be read"
 
 
-def _explain(name: str, value: str) -> str:
-    shown = value if len(value) <= 80 else value[:77] + "..."
-    if name in ("region", "datasource"):
+def _explain(name: str, value: str, reason: str) -> str:
+    if reason == "is empty":
         return f"{name} is empty"
+    if reason:
+        return f"{name} {checks.shown(value)} {reason}"
     if name == "datetime":
-        return f"datetime {shown!r} is not a date and time like '2018-05-21 02:54:04'"
+        return f"datetime {checks.shown(value)} is not a date and time like '2018-05-21 02:54:04'"
     if value and _looks_like_point(value):
-        return f"{name} {shown!r} is outside the valid range (longitude -180..180, latitude -90..90)"
-    return f"{name} {shown!r} is not a WKT point like 'POINT (7.68 45.07)' (longitude first)"
+        return f"{name} {checks.shown(value)} is outside the valid range (longitude -180..180, latitude -90..90)"
+    return f"{name} {checks.shown(value)} is not a WKT point like 'POINT (7.68 45.07)' (longitude first)"
 
 
 def _looks_like_point(value: str) -> bool:
@@ -331,6 +338,23 @@ def _add_rollups(conn: Connection, table: pa.Table) -> None:
         _cell_keys(table, "d", "d_cx", "d_cy"),
     ])
     add_counts(conn, cell_weeks, ["point", "cx", "cy", "week"], counted(["point", "cx", "cy", "week"], cells))
+    _widen_extents(conn, table)
+
+
+def _widen_extents(conn: Connection, table: pa.Table) -> None:
+    """Grow each region's stored extent to hold the chunk's origins and destinations."""
+    sources = {"o": ("origin_lon", "origin_lat"), "d": ("dest_lon", "dest_lat")}
+    aggregates = [(sources[n[0]][0 if n.endswith("lon") else 1], n[2:5]) for n in EXTENT_COLUMNS]
+    out = table.group_by("region").aggregate(aggregates)
+    rows = [dict(zip(["region", *EXTENT_COLUMNS], values, strict=True))
+            for values in zip(*(out.column(c).to_pylist() for c in ["region", *[f"{a}_{f}" for a, f in aggregates]]),
+                              strict=True)]
+    bound = sa.func.least if is_postgres(conn) else sa.func.min
+    wider = sa.func.greatest if is_postgres(conn) else sa.func.max
+    insert = upsert(conn, region_extents)
+    widen = {n: (bound if "_min_" in n else wider)(region_extents.c[n], insert.excluded[n]) for n in EXTENT_COLUMNS}
+    for row in sorted(rows, key=lambda r: r["region"]):  # one order for every worker: no deadlocks
+        conn.execute(insert.values(**row).on_conflict_do_update(index_elements=["region"], set_=widen))
 
 
 def _cell_keys(table: pa.Table, point: str, cx: str, cy: str) -> pa.Table:
@@ -456,23 +480,6 @@ class BBox:
     max_lon: float
     max_lat: float
 
-    @classmethod
-    def parse(cls, raw: str) -> BBox:
-        parts = raw.split(",")
-        try:
-            values = [float(p) for p in parts]
-        except ValueError:
-            values = []
-        if len(values) != 4 or not all(math.isfinite(v) for v in values):
-            raise BadRequest(f"'bbox' must be four numbers min_lon,min_lat,max_lon,max_lat; got {raw!r}.")
-        box = cls(*values)
-        if not (-180 <= box.min_lon <= box.max_lon <= 180 and -90 <= box.min_lat <= box.max_lat <= 90):
-            raise BadRequest(
-                "'bbox' must satisfy -180 <= min_lon <= max_lon <= 180 and -90 <= min_lat <= max_lat <= 90; "
-                f"got {raw!r}."
-            )
-        return box
-
     def cells(self, grid: Grid) -> tuple[int, int, int, int]:
         return grid.cell(self.min_lon), grid.cell(self.min_lat), grid.cell(self.max_lon), grid.cell(self.max_lat)
 
@@ -513,29 +520,68 @@ def weekly_counts(
 ) -> dict[dt.date, int]:
     """Trips per week in [start, end] (Mondays) for a region or a bounding box; weeks with none absent."""
     if region is not None:
-        rows = conn.execute(
-            sa.select(region_weeks.c.week, region_weeks.c.trips).where(
-                region_weeks.c.region == region, region_weeks.c.week.between(start, end)
-            )
-        ).all()
-        return _sum_by_week(rows)
+        return _region_weeks(conn, [region], start, end)
     assert box is not None
+    covered, every = regions_inside(conn, box, point)
+    if every:  # the box holds every trip: the region rollup answers
+        return _region_weeks(conn, None, start, end)
     if point == "both":
+        counts = _region_weeks(conn, covered, start, end) if covered else {}
         query = sa.select(trips.c.week, sa.func.count()).where(
-            _inside(box, grid, "o"), _inside(box, grid, "d"), trips.c.week.between(start, end)
+            _inside(box, grid, "o"), _inside(box, grid, "d"), trips.c.week.between(start, end),
+            *([trips.c.region.not_in(covered)] if covered else []),
         ).group_by(trips.c.week)
-        return _sum_by_week(conn.execute(query).all())
+        for week, n in _sum_by_week(conn.execute(query).all()).items():
+            counts[week] = counts.get(week, 0) + n
+        return counts
     p = "o" if point == "origin" else "d"
     return _sum_by_week(_interior_rows(conn, grid, box, p, start, end) + _boundary_rows(conn, grid, box, p, start, end))
+
+
+def _region_weeks(conn: Connection, regions: list[str] | None, start: dt.date, end: dt.date) -> dict[dt.date, int]:
+    """Trips per week from the region rollup, for some regions (None: all)."""
+    query = sa.select(region_weeks.c.week, region_weeks.c.trips).where(region_weeks.c.week.between(start, end))
+    if regions is not None:
+        query = query.where(region_weeks.c.region.in_(regions))
+    return _sum_by_week(conn.execute(query).all())
+
+
+def regions_inside(conn: Connection, box: BBox, point: str) -> tuple[list[str], bool]:
+    """(the regions all of whose trips lie in the box, whether that is every region with trips).
+
+    Read from the regions' stored extents, so a box as large as a city, a country or the world is
+    answered from the rollups however many trips it holds.
+    """
+    ends = {"origin": ("o",), "destination": ("d",), "both": ("o", "d")}[point]
+    c = region_extents.c
+    conditions = []
+    for e in ends:
+        conditions += [c[f"{e}_min_lon"] >= box.min_lon, c[f"{e}_max_lon"] <= box.max_lon,
+                       c[f"{e}_min_lat"] >= box.min_lat, c[f"{e}_max_lat"] <= box.max_lat]
+    covered = list(conn.execute(sa.select(c.region).where(*conditions).order_by(c.region)).scalars())
+    with_trips = conn.execute(
+        sa.select(region_weeks.c.region).where(region_weeks.c.trips > 0).distinct()
+    ).scalars()
+    return covered, set(with_trips) <= set(covered)
 
 
 def box_total(conn: Connection, grid: Grid, box: BBox, point: str = "origin") -> int:
     """Trips in the box in any week: all the weekly average over the dataset's whole span needs.
 
-    The same cells and strips as `weekly_counts`, counted without a week filter or grouping.
+    The same plan as `weekly_counts`, counted without a week filter or grouping.
     """
+    covered, every = regions_inside(conn, box, point)
+    if every:
+        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(region_weeks.c.trips), 0))).scalar())
     if point == "both":
-        return int(conn.execute(sa.select(sa.func.count()).where(_inside(box, grid, "o"), _inside(box, grid, "d"))).scalar())
+        total = 0
+        if covered:
+            total = int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(region_weeks.c.trips), 0))
+                                     .where(region_weeks.c.region.in_(covered))).scalar())
+        query = sa.select(sa.func.count()).where(
+            _inside(box, grid, "o"), _inside(box, grid, "d"), *([trips.c.region.not_in(covered)] if covered else [])
+        )
+        return total + int(conn.execute(query).scalar())
     p = "o" if point == "origin" else "d"
     rows = _interior_rows(conn, grid, box, p) + _boundary_rows(conn, grid, box, p)
     return sum(int(row[-1] or 0) for row in rows)
@@ -607,17 +653,37 @@ def _sum_by_week(rows: list) -> dict[dt.date, int]:
 
 
 def week_range(conn: Connection, start: dt.date | None, end: dt.date | None) -> tuple[dt.date, dt.date] | None:
-    """The Mondays to report: from/to when given (snapped to their week), else the dataset's span."""
+    """The Mondays to report: from/to when given (snapped to their week), else the dataset's span.
+
+    The span is clamped to the accepted dates (chalicelib.datasets.checks), so a trip stored before
+    that window existed cannot stretch every answer over centuries.
+    """
     first, last = dataset_weeks(conn)
+    if first is not None and last is not None:
+        first, last = max(first, monday(checks.DATE_MIN)), min(last, monday(checks.DATE_MAX - dt.timedelta(days=1)))
     start = monday(start) if start else first
     end = monday(end) if end else last
     if start is None or end is None:
         return None
     if start > end:
         raise BadRequest(f"'from' ({start}) must not be after 'to' ({end}).")
-    if (end - start).days > 7 * 5300:
-        raise BadRequest("The week range is longer than 100 years; narrow 'from' and 'to'.")
     return start, end
+
+
+def known_region(conn: Connection, region: str | None) -> str | None:
+    """The region as stored: exact, else the one region equal to it ignoring case; 404 otherwise."""
+    if region is None:
+        return None
+    names = list(conn.execute(sa.select(region_weeks.c.region).distinct()).scalars())
+    if region in names:
+        return region
+    folded = [name for name in names if name.casefold() == region.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    listed = ", ".join(sorted(names)[:20]) + (", ..." if len(names) > 20 else "")
+    raise NotFound(
+        f"No trips have the region {region!r}; " + (f"regions with trips: {listed}." if names else "no trips are loaded yet.")
+    )
 
 
 def weekly_series(counts: dict[dt.date, int], start: dt.date, end: dt.date) -> list[dict[str, Any]]:
@@ -639,9 +705,11 @@ def average_of(total: int, start: dt.date, end: dt.date) -> dict[str, Any]:
 
 
 def top_groups(
-    conn: Connection, grid: Grid, region: str | None, box: BBox | None, min_trips: int, limit: int
+    conn: Connection, grid: Grid, region: str | None, box: BBox | None, min_trips: int, limit: int,
+    after: list[Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Similar-trip groups, largest first; a bbox keeps groups whose origin cell centre lies in it.
+    """Similar-trip groups, largest first, then by key; a bbox keeps groups whose origin cell centre
+    lies in it. `after` is the (trips, *GROUP_KEYS) of the last group of the previous page.
 
     Only groups of two trips or more are indexed by size (migration 0006: most groups hold one
     trip, and leaving them out spares the merge most of its index work). Those come from that
@@ -660,10 +728,18 @@ def top_groups(
         r0 = math.ceil(box.min_lat / grid.deg - 0.5)
         r1 = math.floor(box.max_lat / grid.deg - 0.5)
         where += [groups.c.o_cx.between(c0, c1), groups.c.o_cy.between(r0, r1)]
-    ranked = sa.select(groups).where(groups.c.trips >= sa.literal_column("2"), groups.c.trips >= min_trips, *where)
-    rows = list(conn.execute(ranked.order_by(groups.c.trips.desc(), *keys).limit(limit)).mappings())
+    rows: list[Any] = []
+    after_trips = after[0] if after else None
+    after_keys = sa.tuple_(*keys) > sa.tuple_(*after[1:]) if after else None
+    if after_trips is None or after_trips >= 2:
+        ranked = sa.select(groups).where(groups.c.trips >= sa.literal_column("2"), groups.c.trips >= min_trips, *where)
+        if after_trips is not None:
+            ranked = ranked.where(sa.or_(groups.c.trips < after_trips, sa.and_(groups.c.trips == after_trips, after_keys)))
+        rows = list(conn.execute(ranked.order_by(groups.c.trips.desc(), *keys).limit(limit)).mappings())
     if min_trips <= 1 and len(rows) < limit:
         singles = sa.select(groups).where(groups.c.trips == sa.literal_column("1"), *where)
+        if after_trips == 1:
+            singles = singles.where(after_keys)
         rows += conn.execute(singles.order_by(*keys).limit(limit - len(rows))).mappings()
     return [_group_json(r, grid) for r in rows]
 
@@ -676,6 +752,7 @@ def _group_json(row: Any, grid: Grid) -> dict[str, Any]:
         "destination": {"lon": grid.centre(row["d_cx"]), "lat": grid.centre(row["d_cy"])},
         "time_of_day": f"{start:02d}:00-{min(start + grid.hours, 24):02d}:00",
         "trips": int(row["trips"]),
+        "_key": [int(row["trips"]), *(row[k] for k in GROUP_KEYS)],
     }
 
 

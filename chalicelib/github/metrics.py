@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -17,11 +18,12 @@ from sqlalchemy.engine import Connection
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.github import tables as t
 from chalicelib.ingestions import iso
-from chalicelib.routes.http import page
+from chalicelib.paging import page
 from chalicelib.stats import summary
 
-PULL_STATES = ("open", "closed", "merged")
-ISSUE_STATES = ("open", "closed", "deleted", "transferred")
+#: `all` (GitHub's own word) or no state at all: every state.
+PULL_STATES = ("open", "closed", "merged", "all")
+ISSUE_STATES = ("open", "closed", "deleted", "transferred", "all")
 
 
 def parse_after(after: str | None) -> tuple[str, int] | None:
@@ -29,7 +31,7 @@ def parse_after(after: str | None) -> tuple[str, int] | None:
     if not after:
         return None
     repo, _, number = after.rpartition(":")
-    if not repo or not number.isdigit():
+    if not repo or not re.fullmatch(r"[0-9]{1,9}", number, re.ASCII):
         raise BadRequest(f"'after' must be the 'next' value of the previous page, like acme/api:42; got {after!r}.")
     return repo, int(number)
 
@@ -54,7 +56,7 @@ def list_pulls(conn: Connection, *, repo: str | None, state: str | None, author:
         query = query.where(c.author == author)
     if state == "merged":
         query = query.where(c.merged.is_(True))
-    elif state:
+    elif state and state != "all":
         query = query.where(c.state == state)
     rows = conn.execute(query.order_by(c.repo, c.number).limit(limit + 1)).mappings()
     items = [{"repo": r.repo, "number": r.number, "title": r.title, "state": r.state, "merged": r.merged,
@@ -73,7 +75,7 @@ def list_issues(conn: Connection, *, repo: str | None, state: str | None, after:
         query = query.where(c.deleted.is_(True))
     elif state == "transferred":
         query = query.where(c.transferred_to.is_not(None))
-    elif state:  # open or closed: what still lives here, never a deleted or moved issue
+    elif state and state != "all":  # open or closed: what still lives here, never a deleted or moved issue
         query = query.where(c.state == state, c.deleted.is_(False), c.transferred_to.is_(None))
     rows = conn.execute(query.order_by(c.repo, c.number).limit(limit + 1)).mappings()
     items = [{"repo": r.repo, "number": r.number, "title": r.title, "state": r.state, "author": r.author,
