@@ -85,6 +85,27 @@ BAD_MESSAGES = [
     ({"action": "subscribe", "ingestion_id": -3}, "ingestion_id must be an ingestion's id"),
     ({"action": "unsubscribe", "ingestion_id": True}, "ingestion_id must be an ingestion's id"),
     ({"action": "subscribe", "ingestion_id": "999"}, "There is no ingestion 999"),
+    # Digits that are not ASCII (str.isdigit() says yes to them, int() to some), spaces, signs, fractions.
+    ({"action": "subscribe", "ingestion_id": "\u00b2"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "\u0661\u0662"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "\uff11"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": " 42"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "+42"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": 42.0}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "0"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": None}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": ["1"]}, "ingestion_id must be an ingestion's id"),
+    # Beyond PostgreSQL's integer: refused before any query, on both databases.
+    ({"action": "subscribe", "ingestion_id": "2147483648"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": 2**63}, "ingestion_id must be an ingestion's id"),
+    ({"action": "unsubscribe", "ingestion_id": "99999999999999999999"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "2147483647"}, "There is no ingestion 2147483647"),
+    # Nesting no parser should recurse into, and frames far longer than any request.
+    ("[" * 100_000, "Messages must be at most 4096 bytes"),
+    ("[" * 2000 + "]" * 2000, "Messages must be JSON objects"),  # within 4 KiB, past the recursion limit
+    ('{"action": "subscribe", "ingestion_id": ' + "[" * 2020 + "]" * 2020 + "}", "Messages must be JSON objects"),
+    ({"action": "ping", "padding": "x" * 5000}, "Messages must be at most 4096 bytes"),
+    ({"action": [[[[["deep"]]]]]}, 'Unknown action [[[[["deep"]]]]]'),
 ]
 
 
@@ -100,6 +121,21 @@ def test_bad_messages_get_an_error_reply_not_a_crash(ws_client, engine):
 
     send(ws_client, "c1", {"action": "ping"})
     assert sent("c1")[-1] == {"type": "pong"}
+
+
+def test_ids_in_range_are_read_as_numbers(ws_client, engine):
+    connect(ws_client, "c1")
+    for target in ("7", "007", 7):
+        send(ws_client, "c1", {"action": "unsubscribe", "ingestion_id": target})
+    assert sent("c1") == [{"type": "unsubscribed", "ingestion_id": "7"}] * 3
+
+
+def test_a_message_the_server_fails_on_still_gets_an_answer(ws_client, engine, monkeypatch, tmp_path):
+    """The registry's database is not there any more (here: one without tables): the client hears so."""
+    connect(ws_client, "c1")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'not-migrated.sqlite'}")
+    assert send(ws_client, "c1", {"action": "subscribe", "ingestion_id": "*"}) == {"statusCode": 200}
+    assert sent("c1") == [{"type": "error", "error": "The server could not handle that message; try again later."}]
 
 
 # --- notifications from the pipeline -------------------------------------------------------------
