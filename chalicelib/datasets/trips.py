@@ -102,6 +102,15 @@ groups = sa.Table(
     sa.Column("tod", sa.SmallInteger, primary_key=True, autoincrement=False),
     sa.Column("trips", sa.BigInteger, nullable=False),
 )
+#: The extent of every origin and destination ever loaded per region (never shrunk when rows are
+#: taken out, so still a bound): a box holding a region's extent holds all its trips.
+EXTENT_COLUMNS = [f"{p}_{m}_{a}" for p in ("o", "d") for m in ("min", "max") for a in ("lon", "lat")]
+region_extents = sa.Table(
+    "trip_region_extents",
+    metadata,
+    sa.Column("region", sa.String(128), primary_key=True),
+    *[sa.Column(name, sa.Float(53), nullable=False) for name in EXTENT_COLUMNS],
+)
 meta = sa.Table(
     "sluice_meta",
     metadata,
@@ -142,8 +151,10 @@ def context(conn: Connection, settings: Any) -> Grid:
     if stored is not None:
         return stored
     grid = Grid(settings.grid_deg, settings.hour_bucket)
-    conn.execute(meta.insert().values(key="trips.grid", value=json.dumps({"deg": grid.deg, "hours": grid.hours})))
-    return grid
+    value = json.dumps({"deg": grid.deg, "hours": grid.hours})
+    # Two first loads may get here at once: the second waits for the first's row, then keeps it.
+    conn.execute(upsert(conn, meta).values(key="trips.grid", value=value).on_conflict_do_nothing(index_elements=["key"]))
+    return _stored_grid(conn) or grid
 
 
 def read_grid(conn: Connection, settings: Any) -> Grid:
@@ -327,6 +338,23 @@ def _add_rollups(conn: Connection, table: pa.Table) -> None:
         _cell_keys(table, "d", "d_cx", "d_cy"),
     ])
     add_counts(conn, cell_weeks, ["point", "cx", "cy", "week"], counted(["point", "cx", "cy", "week"], cells))
+    _widen_extents(conn, table)
+
+
+def _widen_extents(conn: Connection, table: pa.Table) -> None:
+    """Grow each region's stored extent to hold the chunk's origins and destinations."""
+    sources = {"o": ("origin_lon", "origin_lat"), "d": ("dest_lon", "dest_lat")}
+    aggregates = [(sources[n[0]][0 if n.endswith("lon") else 1], n[2:5]) for n in EXTENT_COLUMNS]
+    out = table.group_by("region").aggregate(aggregates)
+    rows = [dict(zip(["region", *EXTENT_COLUMNS], values, strict=True))
+            for values in zip(*(out.column(c).to_pylist() for c in ["region", *[f"{a}_{f}" for a, f in aggregates]]),
+                              strict=True)]
+    bound = sa.func.least if is_postgres(conn) else sa.func.min
+    wider = sa.func.greatest if is_postgres(conn) else sa.func.max
+    insert = upsert(conn, region_extents)
+    widen = {n: (bound if "_min_" in n else wider)(region_extents.c[n], insert.excluded[n]) for n in EXTENT_COLUMNS}
+    for row in sorted(rows, key=lambda r: r["region"]):  # one order for every worker: no deadlocks
+        conn.execute(insert.values(**row).on_conflict_do_update(index_elements=["region"], set_=widen))
 
 
 def _cell_keys(table: pa.Table, point: str, cx: str, cy: str) -> pa.Table:
@@ -492,29 +520,68 @@ def weekly_counts(
 ) -> dict[dt.date, int]:
     """Trips per week in [start, end] (Mondays) for a region or a bounding box; weeks with none absent."""
     if region is not None:
-        rows = conn.execute(
-            sa.select(region_weeks.c.week, region_weeks.c.trips).where(
-                region_weeks.c.region == region, region_weeks.c.week.between(start, end)
-            )
-        ).all()
-        return _sum_by_week(rows)
+        return _region_weeks(conn, [region], start, end)
     assert box is not None
+    covered, every = regions_inside(conn, box, point)
+    if every:  # the box holds every trip: the region rollup answers
+        return _region_weeks(conn, None, start, end)
     if point == "both":
+        counts = _region_weeks(conn, covered, start, end) if covered else {}
         query = sa.select(trips.c.week, sa.func.count()).where(
-            _inside(box, grid, "o"), _inside(box, grid, "d"), trips.c.week.between(start, end)
+            _inside(box, grid, "o"), _inside(box, grid, "d"), trips.c.week.between(start, end),
+            *([trips.c.region.not_in(covered)] if covered else []),
         ).group_by(trips.c.week)
-        return _sum_by_week(conn.execute(query).all())
+        for week, n in _sum_by_week(conn.execute(query).all()).items():
+            counts[week] = counts.get(week, 0) + n
+        return counts
     p = "o" if point == "origin" else "d"
     return _sum_by_week(_interior_rows(conn, grid, box, p, start, end) + _boundary_rows(conn, grid, box, p, start, end))
+
+
+def _region_weeks(conn: Connection, regions: list[str] | None, start: dt.date, end: dt.date) -> dict[dt.date, int]:
+    """Trips per week from the region rollup, for some regions (None: all)."""
+    query = sa.select(region_weeks.c.week, region_weeks.c.trips).where(region_weeks.c.week.between(start, end))
+    if regions is not None:
+        query = query.where(region_weeks.c.region.in_(regions))
+    return _sum_by_week(conn.execute(query).all())
+
+
+def regions_inside(conn: Connection, box: BBox, point: str) -> tuple[list[str], bool]:
+    """(the regions all of whose trips lie in the box, whether that is every region with trips).
+
+    Read from the regions' stored extents, so a box as large as a city, a country or the world is
+    answered from the rollups however many trips it holds.
+    """
+    ends = {"origin": ("o",), "destination": ("d",), "both": ("o", "d")}[point]
+    c = region_extents.c
+    conditions = []
+    for e in ends:
+        conditions += [c[f"{e}_min_lon"] >= box.min_lon, c[f"{e}_max_lon"] <= box.max_lon,
+                       c[f"{e}_min_lat"] >= box.min_lat, c[f"{e}_max_lat"] <= box.max_lat]
+    covered = list(conn.execute(sa.select(c.region).where(*conditions).order_by(c.region)).scalars())
+    with_trips = conn.execute(
+        sa.select(region_weeks.c.region).where(region_weeks.c.trips > 0).distinct()
+    ).scalars()
+    return covered, set(with_trips) <= set(covered)
 
 
 def box_total(conn: Connection, grid: Grid, box: BBox, point: str = "origin") -> int:
     """Trips in the box in any week: all the weekly average over the dataset's whole span needs.
 
-    The same cells and strips as `weekly_counts`, counted without a week filter or grouping.
+    The same plan as `weekly_counts`, counted without a week filter or grouping.
     """
+    covered, every = regions_inside(conn, box, point)
+    if every:
+        return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(region_weeks.c.trips), 0))).scalar())
     if point == "both":
-        return int(conn.execute(sa.select(sa.func.count()).where(_inside(box, grid, "o"), _inside(box, grid, "d"))).scalar())
+        total = 0
+        if covered:
+            total = int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(region_weeks.c.trips), 0))
+                                     .where(region_weeks.c.region.in_(covered))).scalar())
+        query = sa.select(sa.func.count()).where(
+            _inside(box, grid, "o"), _inside(box, grid, "d"), *([trips.c.region.not_in(covered)] if covered else [])
+        )
+        return total + int(conn.execute(query).scalar())
     p = "o" if point == "origin" else "d"
     rows = _interior_rows(conn, grid, box, p) + _boundary_rows(conn, grid, box, p)
     return sum(int(row[-1] or 0) for row in rows)
