@@ -222,13 +222,14 @@ class Report:
 
 def ingest(s3: Any, key: str, path: Path) -> Outcome:
     """Upload `path` as `key` and run `on_csv_upload` on it, drawing its progress. A file whose exact
-    bytes this database already ingested under the same key is not handed over again."""
+    bytes this database already holds under the same key (done, not superseded by a newer version) is
+    not handed over again; one that failed or was deleted is, and the pipeline loads it again."""
     from chalicelib import notify, s3objects
 
     s3.upload_file(str(path), BUCKET, key)
     obj = s3objects.head(s3, BUCKET, key)
     earlier = find_ingestion(obj)
-    if earlier is not None and earlier["status"] in ("done", "failed"):
+    if earlier is not None and earlier["status"] == "done" and not earlier.get("superseded_by"):
         return Outcome(key, earlier, already=True)
     bar = Bar(key, obj.size)
     listener = functools.partial(_show_progress, bar, key)
