@@ -52,9 +52,10 @@ def test_elsewhere_plain_lines_at_most_every_interval_and_at_the_end():
 def test_other_output_is_printed_above_the_bar_not_into_it(monkeypatch):
     terminal = Terminal()
     monkeypatch.setattr("sys.stderr", terminal)  # where say() and the log handler write
-    logger = logging.getLogger("sluice.test-progress")
+    logger = logging.getLogger("sluice.test-progress")  # its own level: Chalice sets "sluice" to ERROR
     logger.addHandler(logging.StreamHandler(terminal))
-    logger.propagate = False
+    monkeypatch.setattr(logger, "propagate", False)
+    logger.setLevel(logging.INFO)
     try:
         with logs_above_bars("sluice.test-progress"):
             bar = Bar("trips/big.csv", 10 * MB, out=terminal)
@@ -65,6 +66,7 @@ def test_other_output_is_printed_above_the_bar_not_into_it(monkeypatch):
             bar.close()
     finally:
         logger.handlers.clear()
+        logger.setLevel(logging.NOTSET)
     shown = screen_lines(terminal.getvalue())
     assert "http: GET /trips/weekly-average?region=Turin 200" in shown
     assert "github: waiting 60s for the core rate limit until its reset" in shown
