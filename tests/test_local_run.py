@@ -135,10 +135,12 @@ def test_a_busy_port_is_named_with_a_way_out(tmp_path, option):
 
 
 def test_make_run_passes_args_and_files_through():
-    shown = subprocess.run(["make", "-n", "run", "ARGS=--no-serve --port 8010", "FILES=a.csv b.csv"],
-                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    shown = subprocess.run(["make", "--no-print-directory", "-n", "run", "ARGS=--no-serve --port 8010",
+                            "FILES=a.csv b.csv"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.splitlines()[-1].endswith("/python -m tools.local --no-serve --port 8010 a.csv b.csv")
+    commands = [line for line in shown.stdout.splitlines() if "-m tools.local" in line]
+    assert len(commands) == 1 and commands[0].endswith("/python -m tools.local --no-serve --port 8010 a.csv b.csv"), \
+        shown.stdout
 
 
 class Output:
