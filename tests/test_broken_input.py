@@ -321,18 +321,22 @@ with mock_aws():
     s3.create_bucket(Bucket="bomb-bucket")
     s3.put_object(Bucket="bomb-bucket", Key="trips/bomb.csv.gz", Body=bomb())
     upgrade(os.environ["DATABASE_URL"])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ingestion_id = ingest_object("bomb-bucket", "trips/bomb.csv.gz", Settings.from_env())
     with get_engine(os.environ["DATABASE_URL"]).connect() as conn:
         row = ingestions.get(conn, ingestion_id)
 print(json.dumps({"status": row["status"], "error": row["error"], "errors": ingestions.to_json(get_engine(os.environ["DATABASE_URL"]).connect(), row)["errors"],
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "before_mb": before, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
 @pytest.mark.parametrize("kind,size", [("newlines", 128 << 20), ("one-line", 1 << 30)])
 def test_a_gzip_bomb_fails_with_a_sentence_in_bounded_memory(tmp_path, kind, size):
     """A few hundred KB of gzip that inflate to 128 MiB of blank lines, or to 1 GiB without a newline,
-    under a 2 GiB address-space limit: peak RSS stays under 256 MB and the file fails clearly."""
+    under a 2 GiB address-space limit (the unbounded code needed 2.3-3.3 GiB): the file fails clearly
+    and the ingestion adds under 96 MB to the peak RSS the process had before it (whose own size, with
+    moto's S3 in the same process, depends on how the kernel maps the libraries; about 190 MB here,
+    about 220 MB at the peak)."""
     import json
     import os
     import subprocess
@@ -352,4 +356,4 @@ def test_a_gzip_bomb_fails_with_a_sentence_in_bounded_memory(tmp_path, kind, siz
         assert result["error"] == "The file has no data rows."
     else:
         assert "MAX_LINE_BYTES" in result["errors"][0]["message"] and result["errors"][0]["line"] == 2
-    assert result["peak_mb"] < 256, result
+    assert result["peak_mb"] - result["before_mb"] < 96, result

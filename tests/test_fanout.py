@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from chalicelib import chunks, ingestions, pipeline, s3objects
 from chalicelib.datasets import trips
+from chalicelib.datasets.trips import loading as trips_load
 from chalicelib.db import get_engine
 from chalicelib.settings import Settings
 from tests.support.ingest import get, ingestion_for, invoke, upload
@@ -206,8 +207,8 @@ def test_group_merge_probes_the_primary_key(client, aws, app_env, queue, tmp_pat
     engine = get_engine(app_env)
     with engine.connect() as conn, conn.begin():
         indexes = {ix["name"] for ix in sa.inspect(conn).get_indexes("trip_groups")}
-        trips._take_turns_postgres(conn, 0)
-        explain = sa.text("EXPLAIN " + trips.MERGE_GROUPS.text)
+        trips_load._take_turns_postgres(conn, 0)
+        explain = sa.text("EXPLAIN " + trips_load.MERGE_GROUPS.text)
         params = {"ingestion_id": ingestion_id, "step": 0, "steps": trips.FINISH_STEPS, "sign": 1}
         plan = "\n".join(row[0] for row in conn.execute(explain, params))
     assert indexes == {"ix_trip_groups_trips"}
