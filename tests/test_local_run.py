@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -176,6 +177,12 @@ def test_serving_answers_routes_ingests_the_inbox_live_and_stops_on_ctrl_c(tmp_p
     try:
         base = output.wait_for(r"HTTP API: (http://127\.0\.0\.1:\d+)").group(1)
         assert _get(f"{base}/trips/weekly-average?region=Turin")["trips"] == 38
+        for method, path, status, phrase in [("GET", "/nowhere", 404, "No route GET /nowhere"),
+                                             ("POST", "/trips", 405, "POST is not allowed on /trips")]:
+            with pytest.raises(urllib.error.HTTPError) as caught:  # the platform's own answers, in our shape
+                urllib.request.urlopen(urllib.request.Request(f"{base}{path}", method=method), timeout=WAIT)
+            assert caught.value.code == status
+            assert phrase in json.loads(caught.value.read())["error"]
         partial = tmp_path / "live.partial"  # written whole, then moved in, as a careful user would
         partial.write_text(HEADER + ROW * 2)
         (inbox / "trips").mkdir(parents=True, exist_ok=True)

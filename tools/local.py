@@ -349,6 +349,25 @@ def _request_handler(access_log: bool) -> type:
         def log_message(self, format: str, *args: Any) -> None:  # the base class names it `format`
             say(f"http: {format % args}")
 
+        def _send_error_response(self, error: Any) -> None:
+            """What API Gateway answers itself (an unknown path: 403 "Missing Authentication Token")
+            in sluice's shape, as the deployed stages' gateway responses do."""
+            if error.CODE == 403:
+                where = self.path.split("?", 1)[0]
+                self._send_sluice_error(404, f"No route {self.command} {where}; every route is listed at /docs.")
+            else:
+                super()._send_error_response(error)
+
+        def _send_http_response(self, code: int, headers: Any, body: Any) -> None:
+            if code == 405 and body and b"MethodNotAllowedError" in (body if isinstance(body, bytes) else body.encode()):
+                where = self.path.split("?", 1)[0]
+                self._send_sluice_error(405, f"{self.command} is not allowed on {where}; see /docs for its methods.")
+                return
+            super()._send_http_response(code, headers, body)
+
+        def _send_sluice_error(self, code: int, sentence: str) -> None:
+            super()._send_http_response(code, {"Content-Type": "application/json"}, json.dumps({"error": sentence}))
+
     return RequestHandler
 
 
