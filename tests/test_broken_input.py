@@ -298,9 +298,20 @@ def test_two_first_loads_at_once_agree_on_the_grid(app_env):
 # --- gzip bombs: bounded memory ------------------------------------------------------------------
 
 BOMB_WORKER = r"""
-import json, os, resource, sys, zlib
+import json, os, resource, sys, threading, time, zlib
 limit, kind, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+def anon_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+peak = [0]
+def sample():  # the process's own (anonymous) memory, every 10 ms: file-backed library pages excluded
+    while True:
+        peak[0] = max(peak[0], anon_kb())
+        time.sleep(0.01)
+threading.Thread(target=sample, daemon=True).start()
 import boto3
 from moto import mock_aws
 from chalicelib import ingestions
@@ -308,14 +319,6 @@ from chalicelib.db import get_engine
 from chalicelib.migrate import upgrade
 from chalicelib.pipeline import ingest_object
 from chalicelib.settings import Settings
-
-def peak_mb():
-    # VmHWM is this address space's own high-water mark; ru_maxrss would include the pytest parent's
-    # RSS, which Linux carries into a child through fork + exec (as bench/common.py notes).
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 def bomb():
     c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
@@ -329,18 +332,24 @@ with mock_aws():
     s3.create_bucket(Bucket="bomb-bucket")
     s3.put_object(Bucket="bomb-bucket", Key="trips/bomb.csv.gz", Body=bomb())
     upgrade(os.environ["DATABASE_URL"])
+    time.sleep(0.05)
+    before = peak[0] / 1024
     ingestion_id = ingest_object("bomb-bucket", "trips/bomb.csv.gz", Settings.from_env())
     with get_engine(os.environ["DATABASE_URL"]).connect() as conn:
         row = ingestions.get(conn, ingestion_id)
 print(json.dumps({"status": row["status"], "error": row["error"], "errors": ingestions.to_json(get_engine(os.environ["DATABASE_URL"]).connect(), row)["errors"],
-                  "peak_mb": peak_mb()}))
+                  "before_mb": before, "peak_mb": max(peak[0], anon_kb()) / 1024,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
 @pytest.mark.parametrize("kind,size", [("newlines", 128 << 20), ("one-line", 1 << 30)])
 def test_a_gzip_bomb_fails_with_a_sentence_in_bounded_memory(tmp_path, kind, size):
     """A few hundred KB of gzip that inflate to 128 MiB of blank lines, or to 1 GiB without a newline,
-    under a 2 GiB address-space limit: peak RSS stays under 256 MB and the file fails clearly."""
+    under a 2 GiB address-space limit (the unbounded code needed 2.3-3.3 GiB): the file fails clearly
+    and the ingestion adds under 96 MB to the process's own (anonymous) memory, sampled every 10 ms
+    (about 30 MB measured). Total RSS is not asserted: its file-backed share (library pages) depends
+    on how the kernel maps freshly installed libraries, and moto's S3 lives in this process too."""
     import json
     import os
     import subprocess
@@ -360,4 +369,4 @@ def test_a_gzip_bomb_fails_with_a_sentence_in_bounded_memory(tmp_path, kind, siz
         assert result["error"] == "The file has no data rows."
     else:
         assert "MAX_LINE_BYTES" in result["errors"][0]["message"] and result["errors"][0]["line"] == 2
-    assert result["peak_mb"] < 256, result
+    assert result["peak_mb"] - result["before_mb"] < 96, result
