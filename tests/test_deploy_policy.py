@@ -56,9 +56,6 @@ PLATFORM = {
     "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",  # VPC
     "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
 }
-# Granted for result files (pr-reviews plots, plays part files) that datasets being merged write,
-# delete and abort under results/; used or not, they stay on the results prefix only.
-ANTICIPATED = {"s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"}
 
 
 @functools.cache
@@ -187,7 +184,7 @@ def test_the_policy_grants_every_call_the_code_makes(name):
 
 @pytest.mark.parametrize("name", ["dev", "prod"])
 def test_the_policy_grants_nothing_the_code_and_lambda_never_use(name):
-    unused = _granted(_policy(name)) - set(_repo_actions()) - PLATFORM - ANTICIPATED
+    unused = _granted(_policy(name)) - set(_repo_actions()) - PLATFORM
     assert unused == set()
 
 
