@@ -4,14 +4,14 @@ import json
 
 from chalice import Chalice, Cron, Rate
 
-from chalicelib import pipeline, websocket
+from chalicelib import logs, migrate, pipeline, websocket
 from chalicelib.github import sync as github_sync
 from chalicelib.routes.github import github_routes
 from chalicelib.routes.ingestions import ingestion_routes
 from chalicelib.routes.meta import meta_routes
 from chalicelib.routes.plays import play_routes
 from chalicelib.routes.trips import trip_routes
-from chalicelib.settings import Settings
+from chalicelib.settings import Settings, Wiring
 
 app = Chalice(app_name="sluice")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
@@ -21,19 +21,24 @@ app.register_blueprint(github_routes)
 app.register_blueprint(meta_routes)
 app.register_blueprint(play_routes)
 
-# The S3 trigger's bucket is fixed at deploy time; keep it equal to INGEST_BUCKET in .chalice/config.json.
-UPLOAD_BUCKET = "sluice-uploads"
-# The chunk queue's name; its URL is INGEST_QUEUE_URL in .chalice/config.json.
-CHUNK_QUEUE = "sluice-chunks"
+# The stage's upload bucket, chunk queue and chunk-worker cap, from the stage's environment_variables,
+# which Chalice puts in os.environ before it imports this file to deploy or package a stage (see Wiring).
+WIRING = Wiring.from_env()
 
 
-@app.on_s3_event(bucket=UPLOAD_BUCKET, events=["s3:ObjectCreated:*"])
+@app.middleware("all")
+def log_context(event, get_response):
+    """Every log line names the stage, function and request (and a chunk message's ingestion and chunk)."""
+    return logs.invocation(event, get_response)
+
+
+@app.on_s3_event(bucket=WIRING.upload_bucket, events=["s3:ObjectCreated:*"])
 def on_csv_upload(event):
     """A CSV landed in the upload bucket: ingest it (or fan its chunks out to `on_chunk_message`)."""
     pipeline.ingest_object(event.bucket, event.key, Settings.from_env(), pipeline.deadline_from(event.context))
 
 
-@app.on_sqs_message(queue=CHUNK_QUEUE, batch_size=1)
+@app.on_sqs_message(queue=WIRING.chunk_queue, batch_size=1, maximum_concurrency=WIRING.chunk_concurrency)
 def on_chunk_message(event):
     """Load one chunk of a large file; a failure leaves the message for SQS to redeliver."""
     for record in event:
@@ -85,3 +90,12 @@ def nrt_events(event):
 def daily(event):
     """The sweep (transfers, deletions, merged state of closed PRs) and the organisation's teams."""
     return github_sync.run_job("daily")
+
+
+# --- deployment ---
+
+
+@app.lambda_function(name="migrate")
+def migrate_database(event, context):
+    """`alembic upgrade head` against the stage's database; invoked once after each deploy."""
+    return {"revision": migrate.upgrade(Settings.from_env().database_url)}

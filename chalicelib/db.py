@@ -8,6 +8,7 @@ bulk loads use `COPY ... FROM STDIN` on PostgreSQL and `executemany` on SQLite, 
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,13 @@ def dispose_engines() -> None:
         _ENGINES.clear()
 
 
+def checked_out_connections() -> int:
+    """Connections handed out by the cached engines' pools and not yet returned (0 between calls)."""
+    with _LOCK:
+        engines = list(_ENGINES.values())
+    return sum(getattr(engine.pool, "checkedout", lambda: 0)() for engine in engines)
+
+
 def _create_engine(url: str) -> Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -47,14 +55,47 @@ def _create_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": 60, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-        sa.event.listen(engine, "begin", _sqlite_begin_immediate)
+        sa.event.listen(engine, "before_execute", _sqlite_note_implicit_begin)
+        sa.event.listen(engine, "after_execute", _sqlite_clear_implicit_begin)
+        sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    in_lambda = bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+    return sa.create_engine(parsed, **postgres_engine_options(parsed, in_lambda=in_lambda))
+
+
+def is_rds_proxy(url: sa.URL) -> bool:
+    """An RDS Proxy endpoint (name.proxy-xxxx.region.rds.amazonaws.com)."""
+    host = (url.host or "").lower()
+    return ".proxy-" in host and host.endswith(".rds.amazonaws.com")
+
+
+def postgres_engine_options(url: sa.URL, *, in_lambda: bool) -> dict[str, Any]:
+    """create_engine options for PostgreSQL, fit for a laptop or for Lambda in front of RDS.
+
+    Lambda: one invocation at a time per container, which loads with INGEST_WORKERS (2) threads, so
+    2 pooled connections and 2 more at a peak; connections are pinged before use (a frozen container
+    wakes up to connections the server or a NAT gateway closed) and recycled before the usual idle
+    timeouts (350 s for a NAT gateway); TCP keepalives and a connect timeout fail fast on a dead
+    network. RDS Proxy: no startup `options` (the proxy refuses them) and no server-side prepared
+    statements (psycopg prepares a query after 5 runs, which pins the proxy's connection); set
+    `jit = off` in the database's parameter group instead.
+    """
+    proxy = is_rds_proxy(url)
+    connect_args: dict[str, Any] = {"connect_timeout": 10}
     # JIT compiling costs tens of milliseconds per query (80 ms seen on a bbox query at 10M trips) and
     # never pays back on these short, index-driven queries; a URL's own `options` still decides.
-    connect_args = {} if "options" in parsed.query else {"options": "-c jit=off"}
-    return sa.create_engine(parsed, pool_pre_ping=True, pool_size=4, max_overflow=4, connect_args=connect_args)
+    if "options" not in url.query and not proxy:
+        connect_args["options"] = "-c jit=off"
+    if proxy:
+        connect_args["prepare_threshold"] = None
+    if in_lambda:
+        connect_args.update(keepalives=1, keepalives_idle=60, keepalives_interval=10, keepalives_count=3)
+        pool = {"pool_size": 2, "max_overflow": 2, "pool_recycle": 280, "pool_timeout": 20}
+    else:
+        pool = {"pool_size": 4, "max_overflow": 4, "pool_recycle": 1800}
+    return {"pool_pre_ping": True, "connect_args": connect_args, **pool}
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -67,9 +108,26 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_begin_immediate(conn: Connection) -> None:
-    # Writers queue on the database lock at BEGIN instead of failing later on lock upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+# Reads run on `engine.connect()`, where the first statement begins the transaction implicitly
+# (SQLAlchemy's autobegin, after `before_execute`); writes begin explicitly, with `engine.begin()`.
+_IMPLICIT_BEGIN = "sluice_implicit_begin"
+
+
+def _sqlite_note_implicit_begin(conn: Connection, *_: Any) -> None:
+    if not conn.in_transaction():
+        conn.info[_IMPLICIT_BEGIN] = True
+
+
+def _sqlite_clear_implicit_begin(conn: Connection, *_: Any) -> None:
+    conn.info.pop(_IMPLICIT_BEGIN, None)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Writers queue on the database lock at BEGIN instead of failing later on lock upgrade. Reads take
+    # no lock: under WAL they see a snapshot while a writer works, instead of waiting for its commit
+    # (a route waited up to 2 s behind a chunk's transaction during a local load).
+    implicit = conn.info.pop(_IMPLICIT_BEGIN, False)
+    conn.exec_driver_sql("BEGIN" if implicit else "BEGIN IMMEDIATE")
 
 
 def is_postgres(conn: Connection) -> bool:

@@ -43,3 +43,9 @@ class FileRejected(SluiceError):
     """An uploaded file cannot be ingested as a whole (wrong header, not CSV, ...)."""
 
     status = 422
+
+
+class UnknownIngestion(SluiceError):
+    """A chunk message names an ingestion this stage's database does not hold."""
+
+    status = 404

@@ -1,4 +1,9 @@
-"""Bring a database to the current schema with the repo's Alembic migrations."""
+"""Bring a database to the current schema with the repo's Alembic migrations.
+
+In a deployed stage the `migrate` Lambda runs this: the migrations reach its package through
+`vendor/migrations`, a link to `migrations/` that Chalice copies to the package root, where ROOT
+(the package root, /var/task) finds them just as it finds them at the repo root here.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def upgrade(url: str) -> None:
-    """`alembic upgrade head` against `url`, from Python (the local run and the tests use this)."""
+def upgrade(url: str) -> str | None:
+    """`alembic upgrade head` against `url`, from Python; returns the revision the database is at."""
     from alembic import command
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
 
     from chalicelib.db import get_engine
 
@@ -20,3 +26,4 @@ def upgrade(url: str) -> None:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
         conn.commit()
+        return MigrationContext.configure(conn).get_current_revision()

@@ -30,9 +30,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from chalicelib import chunks, csvblock, datasets, ingestions, notify, results, s3objects
+from chalicelib import chunks, csvblock, datasets, ingestions, logs, notify, results, s3objects
 from chalicelib.db import get_engine, is_postgres
-from chalicelib.errors import Conflict, FileRejected, NotFound
+from chalicelib.errors import Conflict, FileRejected, NotFound, UnknownIngestion
 from chalicelib.s3objects import ObjectInfo
 from chalicelib.settings import Settings
 
@@ -84,6 +84,7 @@ def ingest_object(bucket: str, key: str, settings: Settings, deadline: float | N
         return None
     dataset = datasets.for_key(key)
     row, created = register(engine, dataset.PREFIX if dataset else _prefix(key), obj)
+    logs.bind(ingestion_id=row["id"])  # on every later log line of this invocation
     if created:
         notify.changed(engine, settings, row["id"], status_changed=True)
     if row["status"] in ("done", "failed", "deleted"):
@@ -115,7 +116,14 @@ def load_from_message(message: dict[str, Any], settings: Settings, deadline: flo
     ingestion_id = int(message["ingestion_id"])
     with engine.connect() as conn:
         row = ingestions.get(conn, ingestion_id)
-    if row is None or row["status"] != "running":
+    if row is None:
+        # Another stage's message, or a database restored to before the ingestion: never drop it
+        # silently. Raising leaves it to SQS, which moves it to the dead-letter queue after
+        # maxReceiveCount deliveries.
+        log.error("chunk message for ingestion %s, which stage %s does not know: left for the dead-letter "
+                  "queue", ingestion_id, settings.stage, extra={"ingestion_id": ingestion_id})
+        raise UnknownIngestion(f"Ingestion {ingestion_id} does not exist in stage {settings.stage}'s database.")
+    if row["status"] != "running":
         return
     job = job_from_row(row)
     s3 = s3objects.client()

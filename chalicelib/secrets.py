@@ -45,6 +45,12 @@ def value_or_parameter(value: str, parameter_name: str) -> str:
     return parameter(parameter_name) if parameter_name else ""
 
 
+def known_values() -> list[str]:
+    """The secret values read so far (chalicelib.logs masks them in every line it formats)."""
+    with _LOCK:
+        return [v for v in _CACHE.values() if len(v) >= 4]
+
+
 def clear_cache() -> None:
     with _LOCK:
         _CACHE.clear()

@@ -69,6 +69,8 @@ class Settings:
     results_bucket: str = ""
     max_line_bytes: int = 1024 * 1024
     max_attempts: int = 3
+    # Set by the Lambda runtime only (never by Chalice's test client or local server).
+    lambda_function_name: str = ""
     #: Largest result part file of the plays dataset, in bytes (at least 4096: the longest row fits).
     plays_part_bytes: int = 64 * 1024 * 1024
 
@@ -99,5 +101,38 @@ class Settings:
             results_bucket=os.environ.get("RESULTS_BUCKET", "").strip(),
             max_line_bytes=max(_int("MAX_LINE_BYTES", 1024 * 1024), 1024),
             max_attempts=max(_int("MAX_ATTEMPTS", 3), 1),
+            lambda_function_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "").strip(),
             plays_part_bytes=max(_int("PLAYS_PART_BYTES", 64 * 1024 * 1024), 4096),
+        )
+
+
+# Names app.py's decorators use when no stage names them (the tests, the local runner).
+LOCAL_UPLOAD_BUCKET = "sluice-local-uploads"
+LOCAL_CHUNK_QUEUE = "sluice-local-chunks"
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What app.py's decorators need: the stage's upload bucket and chunk queue, and the workers' cap.
+
+    `chalice deploy` / `chalice package --stage S` put stage S's `environment_variables` (from
+    .chalice/config.json) into os.environ before they import app.py, so this is the one thing read
+    when app.py is imported: decorator arguments cannot wait for a call. In Lambda the same variables
+    are set, so the values agree; in tests and locally nothing is set and the local names are used.
+    Nothing here reads SSM or AWS.
+    """
+
+    upload_bucket: str
+    chunk_queue: str
+    chunk_concurrency: int | None
+
+    @classmethod
+    def from_env(cls) -> Wiring:
+        queue_url = os.environ.get("INGEST_QUEUE_URL", "").strip().rstrip("/")
+        concurrency = _int("CHUNK_WORKER_CONCURRENCY", 0)
+        return cls(
+            upload_bucket=os.environ.get("INGEST_BUCKET", "").strip() or LOCAL_UPLOAD_BUCKET,
+            chunk_queue=queue_url.rsplit("/", 1)[-1] if queue_url else LOCAL_CHUNK_QUEUE,
+            # SQS event sources take a maximum concurrency of 2 or more.
+            chunk_concurrency=concurrency if concurrency >= 2 else None,
         )

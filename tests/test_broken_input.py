@@ -298,9 +298,20 @@ def test_two_first_loads_at_once_agree_on_the_grid(app_env):
 # --- gzip bombs: bounded memory ------------------------------------------------------------------
 
 BOMB_WORKER = r"""
-import json, os, resource, sys, zlib
+import json, os, resource, sys, threading, time, zlib
 limit, kind, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+def anon_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+peak = [0]
+def sample():  # the process's own (anonymous) memory, every 10 ms: file-backed library pages excluded
+    while True:
+        peak[0] = max(peak[0], anon_kb())
+        time.sleep(0.01)
+threading.Thread(target=sample, daemon=True).start()
 import boto3
 from moto import mock_aws
 from chalicelib import ingestions
@@ -321,12 +332,14 @@ with mock_aws():
     s3.create_bucket(Bucket="bomb-bucket")
     s3.put_object(Bucket="bomb-bucket", Key="trips/bomb.csv.gz", Body=bomb())
     upgrade(os.environ["DATABASE_URL"])
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    time.sleep(0.05)
+    before = peak[0] / 1024
     ingestion_id = ingest_object("bomb-bucket", "trips/bomb.csv.gz", Settings.from_env())
     with get_engine(os.environ["DATABASE_URL"]).connect() as conn:
         row = ingestions.get(conn, ingestion_id)
 print(json.dumps({"status": row["status"], "error": row["error"], "errors": ingestions.to_json(get_engine(os.environ["DATABASE_URL"]).connect(), row)["errors"],
-                  "before_mb": before, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "before_mb": before, "peak_mb": max(peak[0], anon_kb()) / 1024,
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 
@@ -334,9 +347,9 @@ print(json.dumps({"status": row["status"], "error": row["error"], "errors": inge
 def test_a_gzip_bomb_fails_with_a_sentence_in_bounded_memory(tmp_path, kind, size):
     """A few hundred KB of gzip that inflate to 128 MiB of blank lines, or to 1 GiB without a newline,
     under a 2 GiB address-space limit (the unbounded code needed 2.3-3.3 GiB): the file fails clearly
-    and the ingestion adds under 96 MB to the peak RSS the process had before it (whose own size, with
-    moto's S3 in the same process, depends on how the kernel maps the libraries; about 190 MB here,
-    about 220 MB at the peak)."""
+    and the ingestion adds under 96 MB to the process's own (anonymous) memory, sampled every 10 ms
+    (about 30 MB measured). Total RSS is not asserted: its file-backed share (library pages) depends
+    on how the kernel maps freshly installed libraries, and moto's S3 lives in this process too."""
     import json
     import os
     import subprocess

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from chalicelib import chunks, ingestions, pipeline, s3objects
+from chalicelib import chunks, ingestions, notify, pipeline, s3objects
 from chalicelib.datasets import trips
 from chalicelib.datasets.trips import loading as trips_load
 from chalicelib.db import get_engine
@@ -100,8 +100,16 @@ def test_message_for_a_finished_ingestion_is_a_no_op(client, aws, app_env, queue
     _deliver(client, _drain(sqs, url))
     failed = ingestion_for(client, "trips/x.csv")
     assert failed["status"] == "failed" and "no data rows" in failed["error"]
-    _deliver(client, [json.dumps({"ingestion_id": failed["id"], "seq": 0})])
-    assert ingestion_for(client, "trips/x.csv")["status"] == "failed"
+    sent: list[dict] = []
+    notify.add_listener(sent.append)
+    try:
+        _deliver(client, [json.dumps({"ingestion_id": failed["id"], "seq": 0})])
+    finally:
+        notify.remove_listener(sent.append)
+    assert ingestion_for(client, "trips/x.csv") == failed  # the very same record, to the second
+    assert sent == []  # and nobody was told anything
+    with get_engine(app_env).connect() as conn:  # nor was the chunk tried again
+        assert conn.execute(sa.text("SELECT max(attempts) FROM ingestion_attempts")).scalar() == 1
 
 
 def test_file_failing_midway_keeps_nothing_and_later_chunks_are_no_ops(client, aws, app_env, queue, tmp_path):
