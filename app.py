@@ -9,6 +9,7 @@ from chalicelib.github import sync as github_sync
 from chalicelib.routes.github import github_routes
 from chalicelib.routes.ingestions import ingestion_routes
 from chalicelib.routes.meta import meta_routes
+from chalicelib.routes.pr_reviews import pr_review_routes
 from chalicelib.routes.trips import trip_routes
 from chalicelib.settings import Settings
 
@@ -18,6 +19,7 @@ app.register_blueprint(ingestion_routes)
 app.register_blueprint(trip_routes)
 app.register_blueprint(github_routes)
 app.register_blueprint(meta_routes)
+app.register_blueprint(pr_review_routes)
 
 # The S3 trigger's bucket is fixed at deploy time; keep it equal to INGEST_BUCKET in .chalice/config.json.
 UPLOAD_BUCKET = "sluice-uploads"
