@@ -49,7 +49,7 @@ SIGMA = 1.6  # log-normal spread: most PRs are quick, a few wait for days
 EXCEL_EPOCH = dt.date(1899, 12, 30)
 BAD_VALUES = {
     "review_time": ("abc", "-5", "12.5", "1e3", "one hour"),
-    "merge_time": ("-1", "n/a", "3,600", "-0.5"),
+    "merge_time": ("-1", "n/a", "\"3,600\"", "-0.5"),
     "date": ("2023-02-30", "14/01/2023", "yesterday", "2023-13-01", "1969-12-31"),
 }
 
