@@ -73,6 +73,7 @@ def test_edge_cases_agree_with_pandas(client, aws):
     assert teams["Gaps"]["mean"]["total_time"] is None and teams["Gaps"]["mode"]["total_time"] is None
     assert report["num_missing_values"] == {"review_time": 2, "merge_time": 1, "date": 2, "team": 2}
     assert report["total_num_observations"] == len(EDGE_ROWS)
+    _assert_outliers_agree(report["outliers"], frame(EDGE_ROWS))
 
 
 def test_statistics_agree_with_the_shared_summary_function(client, aws):
@@ -101,6 +102,19 @@ def test_generated_files_agree_with_pandas(client, aws, tmp_path, options):
     df = read_file(path.read_bytes())
     assert len(df) == summary_["rows"] == 3000
     _assert_pandas_agrees(report, df)
+    _assert_outliers_agree(report["outliers"], df)
+
+
+def _assert_outliers_agree(section: dict, df: pd.DataFrame) -> None:
+    """Quartiles by linear interpolation (pandas' default), Tukey's fences, and who lies outside."""
+    outside = pd.Series(False, index=df.index)
+    for name in ("review_time", "merge_time"):
+        q1, q3 = df[name].quantile(0.25), df[name].quantile(0.75)
+        low, high = q1 - 1.5 * (q3 - q1), q3 + 1.5 * (q3 - q1)
+        out = (df[name] < low) | (df[name] > high)
+        assert section[name] == {"q1": q1, "q3": q3, "low": low, "high": high, "count": int(out.sum())}, name
+        outside |= out
+    assert section["prs"] == int(outside.sum())
 
 
 def test_excel_serial_dates_and_iso_dates_are_the_same_days(client, aws):

@@ -4,6 +4,10 @@ The result (`plot_inputs`) is plain JSON of bounded size, whatever the number of
 label and time column a histogram of BINS bins and its count, mean, median and extremes; PRs and mean
 times per label. `plots.render` draws from it alone, so the drawing can run anywhere.
 
+The distributions come from the upload's value counts (`summary.value_counts`, stored for the
+finishing step in a temporary table), so only one more pass over the rows is made here: PRs and
+mean times per label, and the outlier counts.
+
 The outlier rule (OUTLIER_RULE): Tukey's fences. Over the whole upload, a review_time (merge_time) is
 an outlier when it lies below Q1 - 1.5 x IQR or above Q3 + 1.5 x IQR of its own column (IQR = Q3 - Q1,
 quartiles by linear interpolation). The distribution plots "without outliers" leave out the outlying
@@ -13,13 +17,14 @@ outlying review_time or merge_time. A missing value is never an outlier.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import FromClause
 
-from chalicelib.datasets.pr_reviews.summary import Figures, basics, centre_values, source
+from chalicelib.datasets.pr_reviews.summary import Figures, centres, source
 from chalicelib.datasets.pr_reviews.tables import rows
 
 OUTLIER_RULE = (
@@ -28,7 +33,7 @@ OUTLIER_RULE = (
     "out the outlying values of their column; PRs per team and mean times leave out every PR with an "
     "outlying review_time or merge_time."
 )
-PLOTTED = ("review_time", "merge_time")
+PLOTTED = ("review_time", "merge_time")  # value counts number them 0 and 1 (summary.TIMES order)
 VARIANTS = ("with_outliers", "no_outliers")
 #: More teams than this are plotted as the largest ones plus "Other teams".
 MAX_LABELS = 12
@@ -37,10 +42,12 @@ ALL_TEAMS = "All teams"
 OTHER_TEAMS = "Other teams"
 NO_TEAM = "(no team)"
 
+Fences = dict[str, tuple[float, float] | None]
 
-def fences(overall: Figures) -> dict[str, tuple[float, float] | None]:
+
+def fences(overall: Figures) -> Fences:
     """{column: (low, high)} from the overall quartiles; None for a column with no values."""
-    out: dict[str, tuple[float, float] | None] = {}
+    out: Fences = {}
     for name in PLOTTED:
         q = overall.quartiles.get(name)
         if not q:
@@ -55,110 +62,144 @@ def _within(x: Any, fence: tuple[float, float] | None) -> Any:
     return sa.true() if fence is None else sa.or_(x.is_(None), x.between(fence[0], fence[1]))
 
 
-def inlier_rows(bounds: dict[str, tuple[float, float] | None]) -> Any:
-    """Condition on `rows`: the PR has no outlying time."""
-    return sa.and_(*[_within(rows.c[name], bounds[name]) for name in PLOTTED])
-
-
-def outliers(conn: Connection, where: Sequence[Any], overall: Figures) -> dict[str, Any]:
-    """The report's "outliers" section: the rule, each column's quartiles and fences, and the counts."""
-    bounds = fences(overall)
-    c = rows.c
-    counts = [sa.func.count().filter(sa.not_(_within(c[name], bounds[name]))) for name in PLOTTED]
-    counts.append(sa.func.count().filter(sa.not_(inlier_rows(bounds))))
-    found = conn.execute(sa.select(*counts).where(*where)).one()
-    section: dict[str, Any] = {"rule": OUTLIER_RULE}
-    for i, name in enumerate(PLOTTED):
-        q, fence = overall.quartiles.get(name), bounds[name]
-        section[name] = None if fence is None or not q else {
-            "q1": q[0], "q3": q[2], "low": fence[0], "high": fence[1], "count": int(found[i]),
-        }
-    section["prs"] = int(found[len(PLOTTED)])
-    return section
-
-
-def labels(team_figures: dict[str | None, Figures], missing_teams: bool) -> tuple[list[str], Any]:
-    """(plot labels in order, SQL expression giving each row its label)."""
+def labels(team_figures: dict[str | None, Figures]) -> tuple[list[str], Callable[[Any], Any]]:
+    """(plot labels in order, a function giving the SQL label of a team column)."""
+    overall = team_figures[None]
     teams = [k for k in team_figures if k is not None]
     top = sorted(sorted(teams), key=lambda t: -team_figures[t].rows)[:MAX_LABELS]
     order = sorted(top)
-    team = rows.c.team
-    if len(teams) <= MAX_LABELS:
-        expression = sa.func.coalesce(team, NO_TEAM)
-    else:
+
+    def label(team: Any) -> Any:
+        if len(teams) <= MAX_LABELS:
+            return sa.func.coalesce(team, NO_TEAM)
+        return sa.case((team.in_(top), team), (team.is_(None), NO_TEAM), else_=OTHER_TEAMS)
+
+    if len(teams) > MAX_LABELS:
         order.append(OTHER_TEAMS)
-        expression = sa.case((team.in_(top), team), (team.is_(None), NO_TEAM), else_=OTHER_TEAMS)
-    if missing_teams:
+    if overall.teams_present < overall.rows:
         order.append(NO_TEAM)
-    return order, expression
+    return order, label
 
 
-def plot_inputs(conn: Connection, where: Sequence[Any], title: str, team_figures: dict[str | None, Figures]
-                ) -> dict[str, Any]:
-    """Everything `plots.render` needs, for the rows matching `where` (one upload)."""
+def collect(conn: Connection, where: Sequence[Any], title: str, team_figures: dict[str | None, Figures],
+            values: FromClause) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the report's "outliers" section, the plot inputs) of the rows matching `where` (one upload),
+    whose team-level value counts are `values` (c, g, x, n)."""
     overall = team_figures[None]
     bounds = fences(overall)
-    order, label = labels(team_figures, overall.teams_present < overall.rows)
+    order, label = labels(team_figures)
+    per_label, outlying = _prs_per_label(conn, where, label, bounds)
+    label_values = _relabel(values, label)
     variants: dict[str, Any] = {}
     for variant in VARIANTS:
-        keep = [] if variant == "with_outliers" else [inlier_rows(bounds)]
-        per_label = basics(conn, source([*where, *keep], label), PLOTTED)
+        ranges = None if variant == "with_outliers" else bounds
         variants[variant] = {
-            "prs": {k: f.rows for k, f in per_label.items() if k is not None},
-            "means": {
-                k: {name: f.mean(name) for name in PLOTTED} for k, f in per_label.items() if k is not None
-            },
-            "distributions": {
-                name: distribution(conn, [*where, *_fenced(name, bounds, variant)], label, name)
-                for name in PLOTTED
-            },
+            "prs": {k: v[variant]["prs"] for k, v in per_label.items()},
+            "means": {k: {n: v[variant]["means"][n] for n in PLOTTED} for k, v in per_label.items()},
+            "distributions": distributions(conn, label_values, ranges),
         }
-    return {"title": title, "prs": overall.rows, "labels": order, "fences": bounds, "rule": OUTLIER_RULE,
-            "variants": variants}
+    inputs = {"title": title, "prs": overall.rows, "labels": order, "fences": bounds, "rule": OUTLIER_RULE,
+              "variants": variants}
+    section: dict[str, Any] = {"rule": OUTLIER_RULE}
+    for name in PLOTTED:
+        q, fence = overall.quartiles.get(name), bounds[name]
+        section[name] = None if fence is None or not q else {
+            "q1": q[0], "q3": q[2], "low": fence[0], "high": fence[1], "count": outlying[name],
+        }
+    section["prs"] = outlying["prs"]
+    return section, inputs
 
 
-def _fenced(name: str, bounds: dict[str, tuple[float, float] | None], variant: str) -> list[Any]:
-    x = rows.c[name]
-    fence = bounds[name]
-    if variant == "with_outliers" or fence is None:
-        return [x.is_not(None)]
-    return [x.between(fence[0], fence[1])]
+def _prs_per_label(conn: Connection, where: Sequence[Any], label: Callable[[Any], Any], bounds: Fences,
+                   ) -> tuple[dict[str, Any], dict[str, int]]:
+    """Per label, with and without outliers: PRs and mean times; and the outlier counts (one pass)."""
+    s = source(where, label(rows.c.team))
+    inlier = sa.and_(*[_within(s.c[name], bounds[name]) for name in PLOTTED])
+    columns = [sa.func.count().label("prs"), sa.func.count().filter(inlier).label("prs_in"),
+               sa.func.count().filter(sa.not_(inlier)).label("outlying_prs")]
+    for name in PLOTTED:
+        x = s.c[name]
+        columns += [sa.func.count(x).label(f"n_{name}"), sa.func.sum(x).label(f"sum_{name}"),
+                    sa.func.count(x).filter(inlier).label(f"n_in_{name}"),
+                    sa.func.sum(x).filter(inlier).label(f"sum_in_{name}"),
+                    sa.func.count().filter(sa.not_(_within(x, bounds[name]))).label(f"out_{name}")]
+    per_label: dict[str, Any] = {}
+    outlying = dict.fromkeys([*PLOTTED, "prs"], 0)
+    for row in conn.execute(sa.select(s.c.g, *columns).group_by(s.c.g)).mappings():
+        per_label[row["g"]] = {
+            "with_outliers": {"prs": int(row["prs"]), "means": {n: _mean(row[f"sum_{n}"], row[f"n_{n}"]) for n in PLOTTED}},
+            "no_outliers": {"prs": int(row["prs_in"]),
+                            "means": {n: _mean(row[f"sum_in_{n}"], row[f"n_in_{n}"]) for n in PLOTTED}},
+        }
+        outlying["prs"] += int(row["outlying_prs"])
+        for name in PLOTTED:
+            outlying[name] += int(row[f"out_{name}"])
+    return per_label, outlying
 
 
-def distribution(conn: Connection, where: Sequence[Any], label: Any, name: str) -> list[dict[str, Any]]:
-    """Per label (and "All teams" first): count, mean, median, min, max and a histogram of `name`."""
-    s = source(where, label)
-    figs = basics(conn, s, [name])
-    if not figs[None].counts[name]:
-        return []
-    medians = centre_values(conn, s, [name], qs=(0.5,))
-    lo, hi = figs[None].minimum[name], figs[None].maximum[name]
-    bins = histogram(conn, s, name, lo, hi)
-    total = [0] * len(next(iter(bins.values())))
-    for counts in bins.values():
-        total = [a + b for a, b in zip(total, counts, strict=True)]
-    out = [_violin(ALL_TEAMS, figs[None], medians[None][name][0][0], name, lo, hi, total)]
-    for key in sorted(k for k in figs if k is not None):
-        out.append(_violin(key, figs[key], medians[key][name][0][0], name, lo, hi, bins[key]))
+def _mean(total: Any, count: Any) -> float | None:
+    return int(total) / int(count) if count else None
+
+
+def _relabel(values: FromClause, label: Callable[[Any], Any]) -> FromClause:
+    """The review and merge value counts per plot label (teams beyond the largest merged)."""
+    inner = sa.select(values.c.c, label(values.c.g).label("g"), values.c.x, values.c.n).where(
+        values.c.c.in_([0, 1])).subquery("labelled")
+    return sa.select(inner.c.c, inner.c.g, inner.c.x, sa.func.sum(inner.c.n).label("n")).group_by(
+        inner.c.c, inner.c.g, inner.c.x).subquery("label_values")
+
+
+def distributions(conn: Connection, values: FromClause, ranges: Fences | None) -> dict[str, list[dict[str, Any]]]:
+    """{column: [violin, ...]}: "All teams" first, then each label; [] for a column with no values."""
+    medians = centres(conn, values, PLOTTED, qs=(0.5,), ranges=ranges)
+    out = {}
+    for i, name in enumerate(PLOTTED):
+        fence = (ranges or {}).get(name)
+        keep = [values.c.c == i, *([values.c.x.between(*fence)] if fence else [])]
+        stats = _value_stats(conn, values, keep)
+        if not stats:
+            out[name] = []
+            continue
+        everything = _total(stats.values())
+        lo, hi = everything["min"], everything["max"]
+        bins = histogram(conn, values, keep, lo, hi)
+        total = [sum(column) for column in zip(*bins.values(), strict=True)]
+        out[name] = [_violin(ALL_TEAMS, everything, medians[None][name][0][0], lo, hi, total)] + [
+            _violin(g, stats[g], medians[g][name][0][0], lo, hi, bins[g]) for g in sorted(stats)
+        ]
     return out
 
 
-def _violin(label: str, f: Figures, median: float, name: str, lo: int, hi: int, counts: list[int]) -> dict[str, Any]:
-    return {"label": label, "count": f.counts[name], "mean": f.mean(name), "median": median,
-            "min": f.minimum[name], "max": f.maximum[name], "range": [lo, hi], "counts": counts}
+def _value_stats(conn: Connection, values: FromClause, keep: list[Any]) -> dict[str, dict[str, int]]:
+    v = values.c
+    query = sa.select(v.g, sa.func.sum(v.n), sa.func.sum(v.x * v.n), sa.func.min(v.x), sa.func.max(v.x)).where(
+        *keep).group_by(v.g)
+    return {g: {"count": int(n), "sum": int(total), "min": int(low), "max": int(high)}
+            for g, n, total, low, high in conn.execute(query)}
 
 
-def histogram(conn: Connection, s: Any, name: str, lo: int, hi: int) -> dict[str, list[int]]:
+def _total(stats: Any) -> dict[str, int]:
+    stats = list(stats)
+    return {"count": sum(s["count"] for s in stats), "sum": sum(s["sum"] for s in stats),
+            "min": min(s["min"] for s in stats), "max": max(s["max"] for s in stats)}
+
+
+def _violin(label: str, stats: dict[str, int], median: float, lo: int, hi: int, counts: list[int]) -> dict[str, Any]:
+    return {"label": label, "count": stats["count"], "mean": stats["sum"] / stats["count"], "median": median,
+            "min": stats["min"], "max": stats["max"], "range": [lo, hi], "counts": counts}
+
+
+def histogram(conn: Connection, values: FromClause, keep: list[Any], lo: int, hi: int) -> dict[str, list[int]]:
     """{label: counts in BINS equal bins over [lo, hi]} (one bin when lo == hi), by integer division."""
-    x = s.c[name]
+    v = values.c
     nbins = 1 if hi == lo else BINS
     if nbins == 1:
-        position = sa.literal(0, sa.Integer)
+        position: Any = sa.literal_column("0", sa.Integer)
     else:
-        offset = sa.cast(x - sa.cast(sa.literal(lo), sa.BigInteger), sa.BigInteger) * nbins
+        offset = sa.cast(v.x - sa.cast(sa.literal(lo), sa.BigInteger), sa.BigInteger) * nbins
         position = offset // sa.cast(sa.literal(hi - lo), sa.BigInteger)
-    binned = sa.select(s.c.g.label("g"), position.label("bin")).where(x.is_not(None)).subquery("binned")
-    query = sa.select(binned.c.g, binned.c.bin, sa.func.count()).group_by(binned.c.g, binned.c.bin)
+    binned = sa.select(v.g.label("g"), position.label("bin"), v.n.label("n")).where(*keep).subquery("binned")
+    query = sa.select(binned.c.g, binned.c.bin, sa.func.sum(binned.c.n)).group_by(binned.c.g, binned.c.bin)
     out: dict[str, list[int]] = {}
     for g, position_value, count in conn.execute(query):
         counts = out.setdefault(g, [0] * nbins)

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,8 @@ from sqlalchemy.engine import Connection
 
 from chalicelib import ingestions, results
 from chalicelib.datasets.pr_reviews import plotdata, plots
-from chalicelib.datasets.pr_reviews.summary import figures, report_json, source
-from chalicelib.datasets.pr_reviews.tables import LOAD_COLUMNS, reports, rows
+from chalicelib.datasets.pr_reviews.summary import figures, report_json, source, value_counts
+from chalicelib.datasets.pr_reviews.tables import LOAD_COLUMNS, TEAM_CHARS, reports, rows
 from chalicelib.db import bulk_insert
 
 log = logging.getLogger("sluice.pr_reviews")
@@ -70,11 +71,30 @@ def finish_step(conn: Connection, ingestion_id: int, step: int, steps: int, sign
 
 
 def build(conn: Connection, where: Sequence[Any], title: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(report, plot inputs) of the rows matching `where`."""
-    team_figures = figures(conn, source(where))
-    report = report_json(team_figures)
-    report["outliers"] = plotdata.outliers(conn, where, team_figures[None])
-    return report, plotdata.plot_inputs(conn, where, title, team_figures)
+    """(report, plot inputs) of the rows matching `where`: five passes over the rows (counts per team,
+    value counts of the three times, PRs per plot label), the rest from the stored value counts."""
+    s = source(where)
+    with stored(conn, value_counts(s)) as values:
+        team_figures = figures(conn, s, values=values)
+        report = report_json(team_figures)
+        report["outliers"], inputs = plotdata.collect(conn, where, title, team_figures, values)
+    return report, inputs
+
+
+@contextmanager
+def stored(conn: Connection, query: Any) -> Iterator[sa.Table]:
+    """The value counts (c, g, x, n) of `query` in a temporary table, for the statements of this
+    block (dropped after it; an error rolls its creation back with the transaction)."""
+    table = sa.Table(
+        "pr_review_values", sa.MetaData(),
+        sa.Column("c", sa.Integer), sa.Column("g", sa.String(TEAM_CHARS)), sa.Column("x", sa.BigInteger),
+        sa.Column("n", sa.BigInteger), prefixes=["TEMPORARY"],
+    )
+    table.drop(conn, checkfirst=True)
+    table.create(conn)
+    conn.execute(table.insert().from_select(["c", "g", "x", "n"], query))
+    yield table
+    table.drop(conn)
 
 
 def finish(conn: Connection, ingestion: dict[str, Any], settings: Any) -> None:

@@ -8,23 +8,32 @@ Definitions (the same as chalicelib.stats.summary, which the tests hold them to)
 - `total_time` is review_time + merge_time, NULL when either is missing;
 - missing values (NULL) are left out of every statistic of their column;
 - mean: sum / count, rounded to one decimal as pandas rounds (chalicelib.stats.rounded);
-- median: the middle value, or the mean of the two middle values of an even count (PostgreSQL's
-  percentile_cont(0.5); on SQLite the same from row numbers);
-- mode: the most frequent value, the smallest of them on a tie (PostgreSQL's mode() over the values
-  in ascending order keeps the first of equally frequent values; SQLite orders the value counts).
+- median (and the quartiles): linear interpolation between the two values around the position,
+  as PostgreSQL's percentile_cont and pandas' median; an even count's median is the mean of its two
+  middle values;
+- mode: the most frequent value, the smallest of them on a tie.
+
+How (`centres`): the database first counts each distinct value per group and column (a hash
+aggregate, one scan per column; `value_counts`), then ranks those counts with window functions: a
+running total over the values in order says which value sits at each position, and the counts
+the largest count gives the mode (the smallest value holding it). Only the few values around each
+quantile's position, and each mode, come back. This sorts the distinct values, not every row: PostgreSQL's ordered-set aggregates
+(percentile_cont, mode) sort all the values of every group once per aggregate, which took 48 s
+against about 3 s here for the team report over 5 million rows (bench.pr_reviews). The same
+statements run on SQLite.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Subquery
+from sqlalchemy.sql import FromClause, Subquery
 
 from chalicelib.datasets.pr_reviews.tables import rows
 from chalicelib.db import is_postgres
@@ -49,7 +58,6 @@ class Figures:
     """What the report says about one group of rows (or all of them)."""
 
     rows: int = 0
-    uploads: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     sums: dict[str, int] = field(default_factory=dict)
     minimum: dict[str, int | None] = field(default_factory=dict)
@@ -70,14 +78,40 @@ class Figures:
         q = self.quartiles.get(name)
         return q[1] if q else None
 
+    def add(self, other: Figures) -> None:
+        """Fold another group's counts, sums, extremes and dates into this one (not its centres)."""
+        self.rows += other.rows
+        self.without_review += other.without_review
+        self.without_ci += other.without_ci
+        self.teams_present += other.teams_present
+        self.dates_present += other.dates_present
+        for name, count in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + count
+            self.sums[name] = self.sums.get(name, 0) + other.sums[name]
+            self.minimum[name] = _extreme(min, self.minimum.get(name), other.minimum[name])
+            self.maximum[name] = _extreme(max, self.maximum.get(name), other.maximum[name])
+            self.quartiles.setdefault(name, None)
+            self.modes.setdefault(name, None)
+        self.first_date = _extreme(min, self.first_date, other.first_date)
+        self.last_date = _extreme(max, self.last_date, other.last_date)
 
-def figures(conn: Connection, s: Subquery, names: Sequence[str] = TIMES) -> dict[str | None, Figures]:
-    """Overall (None) and per-group figures of the source: counts, sums, quartiles, modes."""
+
+def _extreme(pick: Any, a: Any, b: Any) -> Any:
+    return b if a is None else a if b is None else pick(a, b)
+
+
+def figures(conn: Connection, s: Subquery, names: Sequence[str] = TIMES,
+            values: FromClause | None = None) -> dict[str | None, Figures]:
+    """Overall (None) and per-group figures of the source: counts, sums, quartiles, modes.
+
+    `values` is the source's `value_counts` when the caller already has them (e.g. stored in a
+    temporary table); otherwise they are counted here.
+    """
     out = basics(conn, s, names)
-    for key, centres in centre_values(conn, s, names).items():
-        if key in out:
-            for name, (quartiles, mode) in centres.items():
-                out[key].quartiles[name], out[key].modes[name] = quartiles, mode
+    found = centres(conn, values if values is not None else value_counts(s, names).cte("vc"), names)
+    for key, figs in out.items():
+        for name in names:
+            figs.quartiles[name], figs.modes[name] = found.get(key, {}).get(name, (None, None))
     return out
 
 
@@ -85,9 +119,10 @@ def figures(conn: Connection, s: Subquery, names: Sequence[str] = TIMES) -> dict
 
 
 def basics(conn: Connection, s: Subquery, names: Sequence[str] = TIMES) -> dict[str | None, Figures]:
-    """Counts, sums, extremes, zeros and dates, overall and per group (two hash aggregates)."""
+    """Counts, sums, extremes, zeros and dates per group (one hash aggregate); overall (None) is
+    their total, rows without a group included."""
     count = sa.func.count
-    columns = [count().label("rows"), count(sa.distinct(s.c.ingestion_id)).label("uploads")]
+    columns = [count().label("rows")]
     for name in names:
         x = s.c[name]
         columns += [count(x).label(f"n_{name}"), sa.func.sum(x).label(f"sum_{name}"),
@@ -98,17 +133,27 @@ def basics(conn: Connection, s: Subquery, names: Sequence[str] = TIMES) -> dict[
         count(s.c.team).label("teams_present"), count(s.c.date).label("dates_present"),
         sa.func.min(s.c.date).label("first_date"), sa.func.max(s.c.date).label("last_date"),
     ]
-    overall = conn.execute(sa.select(*columns)).mappings().one()
-    grouped = conn.execute(sa.select(s.c.g, *columns).where(s.c.g.is_not(None)).group_by(s.c.g)).mappings().all()
-    out: dict[str | None, Figures] = {None: _figures(overall, names)}
-    for row in grouped:
-        out[row["g"]] = _figures(row, names)
+    overall = Figures(quartiles=dict.fromkeys(names), modes=dict.fromkeys(names),
+                      counts=dict.fromkeys(names, 0), sums=dict.fromkeys(names, 0),
+                      minimum=dict.fromkeys(names), maximum=dict.fromkeys(names))
+    out: dict[str | None, Figures] = {None: overall}
+    for row in conn.execute(sa.select(s.c.g, *columns).group_by(s.c.g)).mappings():
+        group = _figures(row, names)
+        overall.add(group)
+        if row["g"] is not None:
+            out[row["g"]] = group
     return out
+
+
+def uploads(conn: Connection, s: Subquery) -> int:
+    """How many uploads the source's rows come from."""
+    distinct = sa.select(s.c.ingestion_id).distinct().subquery("uploads")
+    return int(conn.execute(sa.select(sa.func.count()).select_from(distinct)).scalar())
 
 
 def _figures(row: Any, names: Sequence[str]) -> Figures:
     f = Figures(
-        rows=int(row["rows"]), uploads=int(row["uploads"]), without_review=int(row["without_review"] or 0),
+        rows=int(row["rows"]), without_review=int(row["without_review"] or 0),
         without_ci=int(row["without_ci"] or 0), teams_present=int(row["teams_present"]),
         dates_present=int(row["dates_present"]), first_date=_date(row["first_date"]),
         last_date=_date(row["last_date"]),
@@ -133,102 +178,97 @@ def _date(value: Any) -> dt.date | None:
     return dt.date.fromisoformat(str(value)[:10])
 
 
-# --- quartiles and modes --------------------------------------------------------------------------
+# --- quantiles and modes, from value counts --------------------------------------------------------
 
 Centres = dict[str | None, dict[str, tuple[list[float] | None, int | None]]]
 
 
-def centre_values(conn: Connection, s: Subquery, names: Sequence[str] = TIMES,
-                  qs: Sequence[float] = QUARTILES) -> Centres:
-    """{group (None: overall): {name: (quantiles at qs, mode)}}; absent when a column has no values."""
-    if is_postgres(conn):
-        return _pg_centres(conn, s, names, qs)
-    out: Centres = {}
-    for name in names:
-        quantiles = sqlite_quantiles(conn, s, name, qs)
-        modes = sqlite_modes(conn, s, name)
-        for key, values in quantiles.items():
-            out.setdefault(key, {})[name] = (values, modes.get(key))
-    return out
-
-
-def _pg_centres(conn: Connection, s: Subquery, names: Sequence[str], qs: Sequence[float]) -> Centres:
-    """PostgreSQL's ordered-set aggregates: one sort per column and group, in two statements."""
-    from sqlalchemy.dialects import postgresql
-
-    fractions = sa.literal(list(qs), postgresql.ARRAY(sa.Float))
-    columns = []
-    for name in names:
+def value_counts(s: Subquery, names: Sequence[str] = TIMES) -> sa.CompoundSelect:
+    """(c, g, x, n): n rows of group g hold the value x in column number c (missing values left out)."""
+    parts = []
+    for i, name in enumerate(names):
         x = s.c[name]
-        columns += [
-            sa.func.percentile_cont(fractions).within_group(x).label(f"q_{name}"),
-            sa.func.mode().within_group(x).label(f"mode_{name}"),
-        ]
-    _work_mem(conn)
-    overall = [(None, conn.execute(sa.select(*columns)).mappings().one())]
-    grouped = conn.execute(sa.select(s.c.g, *columns).where(s.c.g.is_not(None)).group_by(s.c.g)).mappings().all()
-    out: Centres = {}
-    for key, row in overall + [(r["g"], r) for r in grouped]:
-        for name in names:
-            if row[f"q_{name}"] is not None:
-                out.setdefault(key, {})[name] = ([float(v) for v in row[f"q_{name}"]], int(row[f"mode_{name}"]))
-    return out
+        parts.append(
+            sa.select(sa.literal_column(str(i), sa.Integer).label("c"), s.c.g.label("g"), x.label("x"),
+                      sa.func.count().label("n"))
+            .where(x.is_not(None)).group_by(s.c.g, x)
+        )
+    return sa.union_all(*parts)
 
 
-def _work_mem(conn: Connection) -> None:
-    """Sorts of a few million integers fit in memory instead of spilling to disk (this transaction)."""
-    conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+def centres(conn: Connection, vc: FromClause, names: Sequence[str] = TIMES, qs: Sequence[float] = QUARTILES,
+            ranges: dict[str, tuple[float, float] | None] | None = None) -> Centres:
+    """{group (None: overall): {name: (quantiles at qs, mode)}} from value counts (c, g, x, n).
 
-
-def sqlite_quantiles(conn: Connection, s: Subquery, name: str,
-                     qs: Sequence[float] = QUARTILES) -> dict[str | None, list[float]]:
-    """Quantiles by linear interpolation (as percentile_cont), overall and per group, from row numbers.
-
-    Only the two rows around each quantile's position come back from the database.
+    `ranges` keeps only the values of a column within (low, high): the figures without outliers.
+    A group with no value in a column has no entry for it.
     """
-    out: dict[str | None, list[float]] = {}
-    for grouped in (False, True):
-        x = s.c[name]
-        part = [s.c.g] if grouped else None
-        ranked = sa.select(
-            s.c.g.label("g"), x.label("x"),
-            (sa.func.row_number().over(partition_by=part, order_by=x) - 1).label("i"),
-            sa.func.count().over(partition_by=part).label("n"),
-        ).where(x.is_not(None), *([s.c.g.is_not(None)] if grouped else [])).subquery("ranked")
-        floors = [sa.cast(q * (ranked.c.n - 1), sa.Integer) for q in qs]
-        wanted = sa.or_(*[ranked.c.i.in_([f, f + 1]) for f in floors])
-        picked: dict[Any, tuple[int, dict[int, int]]] = {}
-        for g, i, n, value in conn.execute(sa.select(ranked.c.g, ranked.c.i, ranked.c.n, ranked.c.x).where(wanted)):
-            key = g if grouped else None
-            picked.setdefault(key, (int(n), {}))[1][int(i)] = int(value)
-        for key, (n, values) in picked.items():
-            out[key] = [_interpolate(values, q * (n - 1)) for q in qs]
+    keep = [vc.c.c.in_(list(range(len(names))))]
+    if ranges:
+        keep = [sa.or_(*[
+            sa.and_(vc.c.c == i, *([vc.c.x.between(*ranges[n])] if ranges.get(n) else []))
+            for i, n in enumerate(names)
+        ])]
+    grouped = sa.select(vc.c.c, sa.literal_column("1", sa.Integer).label("level"), vc.c.g, vc.c.x, vc.c.n)
+    overall = sa.select(vc.c.c, sa.literal_column("0", sa.Integer).label("level"), sa.cast(sa.null(), sa.String),
+                        vc.c.x, sa.func.sum(vc.c.n))
+    both = sa.union_all(
+        grouped.where(*keep, vc.c.g.is_not(None)),
+        overall.where(*keep).group_by(vc.c.c, vc.c.x),
+    ).subquery("levels")
+    ranked = _ranked(both)
+    r = ranked.c
+    around = []
+    for q in qs:
+        fraction = Fraction(q).limit_denominator(1000)
+        k = (r.total - 1) * fraction.numerator // fraction.denominator
+        around.append(sa.and_(r.upto > k, r.upto - r.n <= k + 1))
+    quantile_rows = sa.select(sa.literal_column("0", sa.Integer).label("kind"), r.c, r.level, r.g, r.x, r.n,
+                              r.upto, r.total).where(sa.or_(*around))
+    mode_rows = sa.select(sa.literal_column("1", sa.Integer), r.c, r.level, r.g, sa.func.min(r.x), sa.null(),
+                          sa.null(), sa.null()).where(r.n == r.top).group_by(r.c, r.level, r.g)
+    if is_postgres(conn):
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # the value counts' sorts and hashes in memory
+    found: dict[tuple[int, int, Any], list[Any]] = {}
+    modes: dict[tuple[int, int, Any], int] = {}
+    for row in conn.execute(sa.union_all(quantile_rows, mode_rows)):
+        if row.kind == 1:
+            modes[(row.c, row.level, row.g)] = int(row.x)
+        else:
+            found.setdefault((row.c, row.level, row.g), []).append(row)
+    out: Centres = {}
+    for (c, level, g), picked in found.items():
+        key = g if level == 1 else None
+        out.setdefault(key, {})[names[c]] = ([_quantile(picked, q) for q in qs], modes[(c, level, g)])
     return out
 
 
-def _interpolate(values: dict[int, int], position: float) -> float:
-    low = math.floor(position)
-    frac = position - low
-    if frac == 0:
-        return float(values[low])
-    return values[low] + frac * (values[low + 1] - values[low])
+def _ranked(both: Subquery) -> Any:
+    """Each value with its running total (rows up to and including it), its group's total and the
+    group's highest count: one sort of the distinct values by group and value."""
+    part = [both.c.c, both.c.level, both.c.g]
+    n = sa.cast(both.c.n, sa.BigInteger)
+    return sa.select(
+        both.c.c, both.c.level, both.c.g, both.c.x, n.label("n"),
+        sa.cast(sa.func.sum(n).over(partition_by=part, order_by=both.c.x), sa.BigInteger).label("upto"),
+        sa.cast(sa.func.sum(n).over(partition_by=part), sa.BigInteger).label("total"),
+        sa.cast(sa.func.max(n).over(partition_by=part), sa.BigInteger).label("top"),
+    ).cte("ranked")
 
 
-def sqlite_modes(conn: Connection, s: Subquery, name: str) -> dict[str | None, int]:
-    """The most frequent value (the smallest on a tie), overall and per group."""
-    out: dict[str | None, int] = {}
-    x = s.c[name]
-    for grouped in (False, True):
-        keys = [s.c.g, x] if grouped else [x]
-        ranked = sa.select(
-            s.c.g.label("g") if grouped else sa.literal(None).label("g"), x.label("x"),
-            sa.func.row_number().over(
-                partition_by=[s.c.g] if grouped else None, order_by=[sa.func.count().desc(), x]
-            ).label("r"),
-        ).where(x.is_not(None), *([s.c.g.is_not(None)] if grouped else [])).group_by(*keys).subquery("ranked")
-        for g, value in conn.execute(sa.select(ranked.c.g, ranked.c.x).where(ranked.c.r == 1)):
-            out[g if grouped else None] = int(value)
-    return out
+def _quantile(picked: list[Any], q: float) -> float:
+    """The q-quantile by linear interpolation, from the values around its position."""
+    total = int(picked[0].total)
+    fraction = Fraction(q).limit_denominator(1000)
+    k, rest = divmod((total - 1) * fraction.numerator, fraction.denominator)
+
+    def at(position: int) -> int:
+        return next(int(row.x) for row in picked if int(row.upto) - int(row.n) <= position < int(row.upto))
+
+    low = at(k)
+    if rest == 0:
+        return float(low)
+    return float(low + Fraction(rest, fraction.denominator) * (at(k + 1) - low))
 
 
 # --- the report's JSON ----------------------------------------------------------------------------
