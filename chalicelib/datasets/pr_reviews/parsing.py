@@ -82,9 +82,16 @@ def _all_empty(t: pa.Table) -> np.ndarray:
 
 
 def seconds(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list[tuple[str, Any]]]:
-    """(int32 seconds, null where empty or bad; [(reason, ok mask)]) for a time column."""
+    """(int32 seconds, null where empty or bad; [(reason, ok mask)]) for a time column.
+
+    A block whose every cell is empty or plain digits (as generated files are) is cast at once; any
+    other block goes through the regular expressions that tell each kind of bad value apart.
+    """
     text = pc.utf8_trim_whitespace(column)
     empty = pc.equal(pc.utf8_length(text), 0)
+    fast = _whole_seconds(text, empty)
+    if fast is not None:
+        return fast
     whole = pc.match_substring_regex(text, _WHOLE)
     digits = pc.utf8_ltrim(pc.replace_substring_regex(text, r"\.0*$", ""), characters="0")
     fits = pc.less_equal(pc.utf8_length(digits), 10)  # no int64 overflow below; longer is over MAX anyway
@@ -97,6 +104,19 @@ def seconds(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list[tuple[str, A
         (SECONDS_EXPECTED, pc.or_(empty, whole)),
         (TOO_LONG, pc.or_(empty, pc.or_(pc.invert(whole), in_range))),
     ]
+
+
+def _whole_seconds(text: pa.ChunkedArray, empty: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list] | None:
+    try:
+        value = pc.cast(pc.if_else(empty, "0", text), pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    signed = pc.or_(pc.starts_with(text, "-"), pc.starts_with(text, "+"))
+    if pc.any(signed).as_py():  # '-5' is a negative time, '+5' not digits: the full rules say which
+        return None
+    in_range = pc.less_equal(value, MAX_SECONDS)
+    typed = pc.if_else(pc.and_(pc.invert(empty), in_range), value, pa.scalar(None, pa.int64())).cast(pa.int32())
+    return typed, [(TOO_LONG, pc.or_(empty, in_range))]
 
 
 def teams(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list[tuple[str, Any]]]:
@@ -126,11 +146,16 @@ def dates(column: pa.ChunkedArray) -> tuple[pa.ChunkedArray, list[tuple[str, Any
 def _iso_dates(text: pa.ChunkedArray) -> pa.ChunkedArray:
     """`YYYY-MM-DD[ HH:MM[:SS]]` as a date (the time of day dropped); null otherwise.
 
-    Arrow's strptime rolls 02-30 over to 03-02, so a date only counts if its parsed year, month and
-    day equal the digits written.
+    Arrow's cast to date32 checks each date but fails the whole block on one impossible date
+    (2023-02-30); such a block is read again field by field. There, Arrow's strptime rolls 02-30
+    over to 03-02, so a date only counts if its parsed year, month and day equal the digits written.
     """
     shaped = pc.match_substring_regex(text, _ISO_DATE)
     day = pc.if_else(shaped, pc.utf8_slice_codeunits(text, 0, 10), "1970-01-01")
+    try:
+        return pc.if_else(shaped, pc.cast(day, pa.date32()), pa.scalar(None, pa.date32()))
+    except pa.ArrowInvalid:
+        pass
     parsed = pc.strptime(day, format="%Y-%m-%d", unit="s", error_is_null=True)
     exact = shaped
     for field, start, stop in _DATE_FIELDS:
