@@ -14,6 +14,8 @@ brute-force SQL count / sum / ORDER BY ... OFFSET over the raw rows.
 Team report (`--scale`): the pipeline's database grown with `\\copy` of the typed rows under new done
 uploads to each size, VACUUM ANALYZE, then `--calls` timed calls per query through the routes
 (chalice.test.Client): every team, one team, one team in a 30-day range. Checked the same way.
+At the largest size, the medians, quartiles and modes of every team are computed both with
+PostgreSQL's ordered-set aggregates (the first version) and with the value counts used now.
 Results: stdout and bench/results/pr-reviews-latest.json.
 """
 
@@ -239,6 +241,45 @@ def time_queries(url: str, calls: int) -> dict[str, Any]:
     return out
 
 
+ORDERED_SET = """
+    SELECT {group} {aggregates} FROM (SELECT team, review_time, merge_time, review_time + merge_time AS total_time
+                                      FROM pr_reviews) r {group_by}
+"""
+
+
+def compare_centres(url: str, rounds: int) -> dict[str, Any]:
+    """Medians, quartiles and modes of every team and overall, two ways, alternating: PostgreSQL's
+    ordered-set aggregates (the first version) and the value counts the report uses now."""
+    import sqlalchemy as sa
+
+    from chalicelib.datasets.pr_reviews import summary
+    from chalicelib.db import get_engine
+
+    aggregates = ", ".join(
+        f"percentile_cont(ARRAY[0.25, 0.5, 0.75]) WITHIN GROUP (ORDER BY {c}), mode() WITHIN GROUP (ORDER BY {c})"
+        for c in summary.TIMES)
+    statements = [ORDERED_SET.format(group="", aggregates=aggregates, group_by=""),
+                  ORDERED_SET.format(group="team,", aggregates=aggregates, group_by="GROUP BY team")]
+    times: dict[str, list[float]] = {"ordered_set_aggregates": [], "value_counts": []}
+    answers: dict[str, Any] = {}
+    engine = get_engine(url)
+    for _ in range(rounds):
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+            started = time.perf_counter()
+            found = [conn.execute(sa.text(sql)).all() for sql in statements]
+            times["ordered_set_aggregates"].append(time.perf_counter() - started)
+            answers["ordered_set_aggregates"] = {None: list(found[0][0])[2:4]}
+        with engine.begin() as conn:
+            started = time.perf_counter()
+            centres = summary.centres(conn, summary.value_counts(summary.source([])).cte("vc"))
+            times["value_counts"].append(time.perf_counter() - started)
+            answers["value_counts"] = {None: [centres[None]["merge_time"][0], centres[None]["merge_time"][1]]}
+    same = answers["ordered_set_aggregates"][None] == answers["value_counts"][None]
+    return {k: {"median_s": round(statistics.median(v), 2), "runs_s": [round(t, 2) for t in v]} for k, v in times.items()
+            } | {"same_answer": same}
+
+
 def _where(path: str) -> tuple[str, dict[str, Any]]:
     where, params = ["true"], {}
     if "team=" in path:
@@ -257,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--scale", default="", help="comma-separated row counts for the team report (e.g. 1000000,5000000)")
     p.add_argument("--calls", type=int, default=10)
+    p.add_argument("--ab-rounds", type=int, default=3,
+                   help="at the largest --scale size, time the first version's ordered-set aggregates against "
+                        "the value counts this many times each")
     p.add_argument("--keep", action="store_true", help="keep the benchmark databases")
     args = p.parse_args(argv)
     for name, value in FAKE_AWS.items():
@@ -281,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows = grow(url, typed, target)
                 scale.append({"rows": rows, "queries": time_queries(url, args.calls)})
                 log(f"  {rows:,} rows: {json.dumps(scale[-1]['queries'])}")
+            if scale and args.ab_rounds:
+                scale[-1]["centres_ab"] = compare_centres(url, args.ab_rounds)
+                log(f"  centres A/B: {json.dumps(scale[-1]['centres_ab'])}")
         finally:
             for run in runs:
                 if run["database"] and not args.keep:

@@ -204,3 +204,40 @@ def test_chunk_size_does_not_change_the_report(client, aws, tmp_path, monkeypatc
     assert _report(client, chunked) == whole
     invoke(client, "pr-reviews/chunked.csv")  # replayed: nothing changes
     assert get(client, f"/pr-reviews/reports/{chunked['id']}")["report"] == whole
+
+
+@pytest.mark.parametrize("options", [{}, {"missing": 0.05}, {"teams": [f"T{i:02d}" for i in range(15)]}])
+def test_what_the_plots_show_agrees_with_pandas(client, aws, app_env, tmp_path, options):
+    """The plots' data: per label (all teams first) the count, mean, median and extremes of each time,
+    with and without its outliers; PRs and mean times per label; histograms that add up."""
+    from chalicelib.datasets.pr_reviews import plotdata
+
+    path = tmp_path / "prs.csv"
+    generate(path, 2000, seed=11, **options)
+    ingestion = ingest(client, aws, "pr-reviews/plotted.csv", path.read_bytes())
+    with get_engine(app_env).connect() as conn:
+        inputs = json.loads(conn.execute(sa.text("select plot_inputs from pr_review_reports")).scalar())
+    df = read_file(path.read_bytes())
+    top = df["team"].value_counts().sort_index().sort_values(ascending=False, kind="stable").index[:12]
+    df["label"] = df["team"].where(df["team"].isin(top), plotdata.OTHER_TEAMS).where(df["team"].notna(), plotdata.NO_TEAM)
+    assert inputs["prs"] == len(df) and inputs["title"] == ingestion["key"]
+    assert inputs["labels"][:len(top)] == sorted(top)
+    keep = pd.Series(True, index=df.index)
+    for name in ("review_time", "merge_time"):
+        low, high = inputs["fences"][name]
+        keep &= df[name].isna() | df[name].between(low, high)
+    for variant, rows in (("with_outliers", df), ("no_outliers", df[keep])):
+        data = inputs["variants"][variant]
+        assert data["prs"] == rows.groupby("label").size().to_dict()
+        for label, g in rows.groupby("label"):
+            assert data["means"][label] == pytest.approx({n: g[n].mean() for n in ("review_time", "merge_time")})
+        for name in ("review_time", "merge_time"):
+            low, high = inputs["fences"][name]
+            values = df[df[name].notna() & (df[name].between(low, high) if variant == "no_outliers" else True)]
+            violins = data["distributions"][name]
+            assert [v["label"] for v in violins] == [plotdata.ALL_TEAMS, *sorted(values["label"].unique())]
+            for violin in violins:
+                part = values if violin["label"] == plotdata.ALL_TEAMS else values[values["label"] == violin["label"]]
+                assert (violin["count"], violin["min"], violin["max"]) == (len(part), part[name].min(), part[name].max())
+                assert violin["mean"] == pytest.approx(part[name].mean()) and violin["median"] == part[name].median()
+                assert sum(violin["counts"]) == len(part)

@@ -90,13 +90,17 @@ def collect(conn: Connection, where: Sequence[Any], title: str, team_figures: di
     order, label = labels(team_figures)
     per_label, outlying = _prs_per_label(conn, where, label, bounds)
     label_values = _relabel(values, label)
+    teams_are_labels = set(order) == {k for k in team_figures if k is not None}
     variants: dict[str, Any] = {}
     for variant in VARIANTS:
         ranges = None if variant == "with_outliers" else bounds
+        known = None
+        if ranges is None and teams_are_labels:  # the report's own medians: the labels are the teams
+            known = {k: {n: f.median(n) for n in PLOTTED} for k, f in team_figures.items()}
         variants[variant] = {
             "prs": {k: v[variant]["prs"] for k, v in per_label.items()},
             "means": {k: {n: v[variant]["means"][n] for n in PLOTTED} for k, v in per_label.items()},
-            "distributions": distributions(conn, label_values, ranges),
+            "distributions": distributions(conn, label_values, ranges, known),
         }
     inputs = {"title": title, "prs": overall.rows, "labels": order, "fences": bounds, "rule": OUTLIER_RULE,
               "variants": variants}
@@ -149,9 +153,16 @@ def _relabel(values: FromClause, label: Callable[[Any], Any]) -> FromClause:
         inner.c.c, inner.c.g, inner.c.x).subquery("label_values")
 
 
-def distributions(conn: Connection, values: FromClause, ranges: Fences | None) -> dict[str, list[dict[str, Any]]]:
-    """{column: [violin, ...]}: "All teams" first, then each label; [] for a column with no values."""
-    medians = centres(conn, values, PLOTTED, qs=(0.5,), ranges=ranges)
+def distributions(conn: Connection, values: FromClause, ranges: Fences | None,
+                  known: dict[str | None, dict[str, float | None]] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """{column: [violin, ...]}: "All teams" first, then each label; [] for a column with no values.
+
+    `known` holds the labels' medians when the caller has them ({label or None: {column: median}}).
+    """
+    if known is not None:
+        medians = {k: {n: ([m], None) for n, m in v.items() if m is not None} for k, v in known.items()}
+    else:
+        medians = centres(conn, values, PLOTTED, qs=(0.5,), ranges=ranges)
     out = {}
     for i, name in enumerate(PLOTTED):
         fence = (ranges or {}).get(name)

@@ -26,7 +26,7 @@ from chalicelib import ingestions, results
 from chalicelib.datasets.pr_reviews import plotdata, plots
 from chalicelib.datasets.pr_reviews.summary import figures, report_json, source, value_counts
 from chalicelib.datasets.pr_reviews.tables import LOAD_COLUMNS, TEAM_CHARS, reports, rows
-from chalicelib.db import bulk_insert
+from chalicelib.db import bulk_insert, is_postgres
 
 log = logging.getLogger("sluice.pr_reviews")
 
@@ -92,7 +92,11 @@ def stored(conn: Connection, query: Any) -> Iterator[sa.Table]:
     )
     table.drop(conn, checkfirst=True)
     table.create(conn)
+    if is_postgres(conn):
+        conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")  # the counting's hash tables in memory
     conn.execute(table.insert().from_select(["c", "g", "x", "n"], query))
+    if is_postgres(conn):
+        conn.exec_driver_sql("ANALYZE pr_review_values")  # plans sized for what it holds, not a guess
     yield table
     table.drop(conn)
 
