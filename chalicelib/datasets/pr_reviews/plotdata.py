@@ -90,13 +90,13 @@ def collect(conn: Connection, where: Sequence[Any], title: str, team_figures: di
     order, label = labels(team_figures)
     per_label, outlying = _prs_per_label(conn, where, label, bounds)
     label_values = _relabel(values, label)
-    teams_are_labels = set(order) == {k for k in team_figures if k is not None}
+    # With outliers, the teams' (and all teams') medians are the report's own; only merged labels
+    # ("Other teams", "(no team)") need theirs counted.
+    report_medians = {k: {n: f.median(n) for n in PLOTTED} for k, f in team_figures.items() if k is None or k in order}
     variants: dict[str, Any] = {}
     for variant in VARIANTS:
         ranges = None if variant == "with_outliers" else bounds
-        known = None
-        if ranges is None and teams_are_labels:  # the report's own medians: the labels are the teams
-            known = {k: {n: f.median(n) for n in PLOTTED} for k, f in team_figures.items()}
+        known = report_medians if ranges is None else None
         variants[variant] = {
             "prs": {k: v[variant]["prs"] for k, v in per_label.items()},
             "means": {k: {n: v[variant]["means"][n] for n in PLOTTED} for k, v in per_label.items()},
@@ -157,12 +157,17 @@ def distributions(conn: Connection, values: FromClause, ranges: Fences | None,
                   known: dict[str | None, dict[str, float | None]] | None = None) -> dict[str, list[dict[str, Any]]]:
     """{column: [violin, ...]}: "All teams" first, then each label; [] for a column with no values.
 
-    `known` holds the labels' medians when the caller has them ({label or None: {column: median}}).
+    `known` holds medians the caller has ({label or None (all teams): {column: median}}); those of
+    the other labels are counted here.
     """
-    if known is not None:
-        medians = {k: {n: ([m], None) for n, m in v.items() if m is not None} for k, v in known.items()}
-    else:
+    medians: dict[Any, dict[str, Any]] = {}
+    if known is None:
         medians = centres(conn, values, PLOTTED, qs=(0.5,), ranges=ranges)
+    else:
+        medians = {k: {n: ([m], None) for n, m in v.items() if m is not None} for k, v in known.items()}
+        others = sa.select(values).where(values.c.g.not_in([k for k in known if k is not None])).subquery("others")
+        counted = centres(conn, others, PLOTTED, qs=(0.5,), ranges=ranges)
+        medians.update({k: v for k, v in counted.items() if k is not None})
     out = {}
     for i, name in enumerate(PLOTTED):
         fence = (ranges or {}).get(name)

@@ -203,21 +203,7 @@ def centres(conn: Connection, vc: FromClause, names: Sequence[str] = TIMES, qs: 
     `ranges` keeps only the values of a column within (low, high): the figures without outliers.
     A group with no value in a column has no entry for it.
     """
-    keep = [vc.c.c.in_(list(range(len(names))))]
-    if ranges:
-        keep = [sa.or_(*[
-            sa.and_(vc.c.c == i, *([vc.c.x.between(*ranges[n])] if ranges.get(n) else []))
-            for i, n in enumerate(names)
-        ])]
-    grouped = sa.select(vc.c.c, sa.literal_column("1", sa.Integer).label("level"), vc.c.g, vc.c.x, vc.c.n)
-    overall = sa.select(vc.c.c, sa.literal_column("0", sa.Integer).label("level"), sa.cast(sa.null(), sa.String),
-                        vc.c.x, sa.func.sum(vc.c.n))
-    both = sa.union_all(
-        grouped.where(*keep, vc.c.g.is_not(None)),
-        overall.where(*keep).group_by(vc.c.c, vc.c.x),
-    ).subquery("levels")
-    ranked = _ranked(both)
-    r = ranked.c
+    r = _ranked(_levels(vc, names, ranges)).c
     around = []
     for q in qs:
         fraction = Fraction(q).limit_denominator(1000)
@@ -241,6 +227,23 @@ def centres(conn: Connection, vc: FromClause, names: Sequence[str] = TIMES, qs: 
         key = g if level == 1 else None
         out.setdefault(key, {})[names[c]] = ([_quantile(picked, q) for q in qs], modes[(c, level, g)])
     return out
+
+
+def _levels(vc: FromClause, names: Sequence[str], ranges: dict[str, tuple[float, float] | None] | None) -> Subquery:
+    """The value counts per group (level 1) and, summed over the groups, overall (level 0)."""
+    keep = [vc.c.c.in_(list(range(len(names))))]
+    if ranges:
+        keep = [sa.or_(*[
+            sa.and_(vc.c.c == i, *([vc.c.x.between(*ranges[n])] if ranges.get(n) else []))
+            for i, n in enumerate(names)
+        ])]
+    grouped = sa.select(vc.c.c, sa.literal_column("1", sa.Integer).label("level"), vc.c.g, vc.c.x, vc.c.n)
+    overall = sa.select(vc.c.c, sa.literal_column("0", sa.Integer).label("level"), sa.cast(sa.null(), sa.String),
+                        vc.c.x, sa.func.sum(vc.c.n))
+    return sa.union_all(
+        grouped.where(*keep, vc.c.g.is_not(None)),
+        overall.where(*keep).group_by(vc.c.c, vc.c.x),
+    ).subquery("levels")
 
 
 def _ranked(both: Subquery) -> Any:
