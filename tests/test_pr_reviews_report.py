@@ -278,3 +278,17 @@ def test_a_report_is_stored_once_per_file_and_answers_the_same_every_time(client
     answers = [get(client, f"/pr-reviews/reports/{first['id']}") for _ in range(2)]
     assert answers[0] == answers[1]
     assert answers[0]["report"]["teams"] == ["A", "B"]
+
+
+def test_plots_go_to_results_bucket_when_it_is_set(client, aws, tmp_path, monkeypatch):
+    aws.create_bucket(Bucket="sluice-test-results")
+    monkeypatch.setenv("RESULTS_BUCKET", "sluice-test-results")
+    body = csv_bytes([(10, "A", "2023-01-01", 0), (0, "B", "2023-01-02", 5), (30, "A", "2023-01-03", 7)])
+    ingestion = ingest(client, aws, "pr-reviews/elsewhere.csv", body)
+    answer = get(client, f"/pr-reviews/reports/{ingestion['id']}")
+    stored = aws.list_objects_v2(Bucket="sluice-test-results", Prefix="results/")["Contents"]
+    assert sorted(o["Key"] for o in stored) == sorted(p["key"] for p in answer["plots"]) and len(stored) == 8
+    assert "Contents" not in aws.list_objects_v2(Bucket=BUCKET, Prefix="results/")
+    first = answer["plots"][0]
+    response = client.http.get(re.sub(r"^https?://[^/]+", "", first["url"]), headers={"Accept": "image/png"})
+    assert response.status_code == 200 and response.body[:8] == PNG_SIGNATURE
