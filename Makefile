@@ -1,5 +1,7 @@
 # sluice: `make run` runs the main job locally (SQLite + in-process moto, no AWS account);
 # `make test` runs the whole test suite. Both create the virtualenv they need.
+# Options reach the local run through ARGS, files through FILES:
+#   make run ARGS="--no-serve --port 8010 --ws-port 8011" FILES="a.csv b.csv.gz"
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -15,7 +17,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m tools.local $(FILES)
+	$(BIN)/python -m tools.local $(ARGS) $(FILES)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

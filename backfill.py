@@ -27,6 +27,7 @@ from chalicelib.db import get_engine
 from chalicelib.github import streams
 from chalicelib.github.sync import Job, make_client, run_step
 from chalicelib.settings import Settings
+from tools.progress import Bar, logs_above_bars
 
 STOPPED = 3  # exit status of a run that stopped early (rerun with --resume)
 
@@ -87,17 +88,18 @@ def windows(start: dt.datetime, end: dt.datetime, size: dt.timedelta) -> list[tu
 
 
 class Progress:
-    """A one-line progress bar on stderr: windows done, items saved, requests and quota used."""
+    """The windows done as a progress bar (tools.progress: tqdm on a terminal, plain lines otherwise),
+    with items saved, requests and quota used, and the scope being read."""
 
     def __init__(self, total: int, out: TextIO) -> None:
-        self.total, self.done, self.items, self.out = max(total, 1), 0, 0, out
+        self.total, self.done, self.items = max(total, 1), 0, 0
+        self.bar = Bar("windows", self.total, unit=" windows", out=out)
 
     def show(self, scope: str, requests: int, quota: int) -> None:
-        width = 30
-        filled = int(width * self.done / self.total)
-        self.out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} windows  "
-                       f"{self.items} items  {requests} requests  {quota} quota  {scope}   ")
-        self.out.flush()
+        self.bar.update(self.done, self.total, f"{self.items} items, {requests} requests, {quota} quota, {scope}")
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def start_of(plan: Plan, engine: Any, scope: str) -> dt.datetime | None:
@@ -138,11 +140,15 @@ def run(plan: Plan, settings: Settings, *, sleep: Callable[[float], None] = time
     total = sum(len(windows(s, plan.until, plan.window)) for s in
                 (start_of(plan, engine, scope) for scope in plan.scopes) if s)
     progress = Progress(total, out)
-    results = [run_step(job, "backfill", "backfill", lambda j: sum(load_scope(j, plan, s, progress)
-                                                                   for s in plan.scopes))]
-    if plan.timelines and results[-1]["status"] == "done":
-        results.append(run_step(job, "backfill", "timeline", lambda j: streams.sync_timelines(j.client, j.engine)))
-    out.write("\n")
+    with logs_above_bars():
+        try:
+            results = [run_step(job, "backfill", "backfill", lambda j: sum(load_scope(j, plan, s, progress)
+                                                                           for s in plan.scopes))]
+        finally:
+            progress.close()
+        if plan.timelines and results[-1]["status"] == "done":
+            results.append(run_step(job, "backfill", "timeline",
+                                    lambda j: streams.sync_timelines(j.client, j.engine)))
     return results
 
 

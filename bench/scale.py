@@ -42,7 +42,7 @@ from bench.common import (
 
 START, END = "2018-01-01", "2018-12-30"  # 52 ISO weeks, Monday 2018-01-01 to Sunday 2018-12-30
 TARGETS_MS = {"weekly_average_region": 30, "weekly_average_bbox": 30, "groups_top20": 50}
-QUERIES = ("weekly_average_region", "weekly_average_bbox", "groups_top20", "weekly_bbox")
+QUERIES = ("weekly_average_region", "weekly_average_bbox", "groups_top20", "weekly_bbox", "weekly_world_both")
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -108,6 +108,8 @@ def measure_queries(url: str, calls: int, seed: int) -> tuple[dict[str, Any], di
         "weekly_average_bbox": [f"/trips/weekly-average?bbox={bbox_param(random_bbox(rng))}" for _ in range(calls)],
         "groups_top20": ["/trips/groups?limit=20"] * calls,
         "weekly_bbox": [f"/trips/weekly?bbox={bbox_param(random_bbox(rng))}" for _ in range(calls)],
+        # a box holding every trip, both ends: answered from the region rollup through the extents
+        "weekly_world_both": ["/trips/weekly?bbox=-180,-90,180,90&point=both"] * calls,
     }
     latencies: dict[str, list[float]] = {name: [] for name in paths}
     answers: dict[str, list] = {name: [] for name in paths}
@@ -176,6 +178,11 @@ def check_answers(url: str, answers: dict[str, list], per_query: int) -> list[di
         column = condition(bbox_sql, bbox_values(path))
         got = {item["week"]: item["trips"] for item in body["items"] if item["trips"]}
         cases.append((path, column, got, "weekly"))
+    for path, body in answers["weekly_world_both"][:1]:
+        column = condition("origin_lon BETWEEN -180 AND 180 AND dest_lon BETWEEN -180 AND 180 AND :one{n} = 1",
+                           {"one": 1})
+        got = {item["week"]: item["trips"] for item in body["items"] if item["trips"]}
+        cases.append((path, column, got, "weekly"))
     body = answers["groups_top20"][0][1]
     deg = body["rule"]["cell_degrees"]
     hours = body["rule"]["time_bucket_hours"]
@@ -233,6 +240,7 @@ def plot(steps: list[dict[str, Any]], path: Path) -> None:
         "weekly_average_bbox": "weekly average, bbox",
         "groups_top20": "top 20 groups",
         "weekly_bbox": "weekly series, bbox",
+        "weekly_world_both": "weekly series, world box, both ends",
     }
     for name, label in labels.items():
         right.loglog(rows, [s["queries"][name]["p95_ms"] for s in steps], "o-", label=f"{label} (p95)")

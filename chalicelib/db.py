@@ -47,7 +47,9 @@ def _create_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": 60, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-        sa.event.listen(engine, "begin", _sqlite_begin_immediate)
+        sa.event.listen(engine, "before_execute", _sqlite_note_implicit_begin)
+        sa.event.listen(engine, "after_execute", _sqlite_clear_implicit_begin)
+        sa.event.listen(engine, "begin", _sqlite_begin)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -67,9 +69,26 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _sqlite_begin_immediate(conn: Connection) -> None:
-    # Writers queue on the database lock at BEGIN instead of failing later on lock upgrade.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+# Reads run on `engine.connect()`, where the first statement begins the transaction implicitly
+# (SQLAlchemy's autobegin, after `before_execute`); writes begin explicitly, with `engine.begin()`.
+_IMPLICIT_BEGIN = "sluice_implicit_begin"
+
+
+def _sqlite_note_implicit_begin(conn: Connection, *_: Any) -> None:
+    if not conn.in_transaction():
+        conn.info[_IMPLICIT_BEGIN] = True
+
+
+def _sqlite_clear_implicit_begin(conn: Connection, *_: Any) -> None:
+    conn.info.pop(_IMPLICIT_BEGIN, None)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # Writers queue on the database lock at BEGIN instead of failing later on lock upgrade. Reads take
+    # no lock: under WAL they see a snapshot while a writer works, instead of waiting for its commit
+    # (a route waited up to 2 s behind a chunk's transaction during a local load).
+    implicit = conn.info.pop(_IMPLICIT_BEGIN, False)
+    conn.exec_driver_sql("BEGIN" if implicit else "BEGIN IMMEDIATE")
 
 
 def is_postgres(conn: Connection) -> bool:

@@ -124,22 +124,51 @@ def find_object(conn: Connection, bucket: str, key: str, etag: str) -> dict[str,
     return dict(row) if row else None
 
 
-def find_same_content(conn: Connection, etag: str, size: int, exclude_id: int) -> int | None:
-    """The first ingestion (not itself a duplicate) of the same bytes under another key."""
+def find_original(conn: Connection, dataset: str, etag: str, size: int, exclude_id: int) -> int | None:
+    """The ingestion whose rows already hold these bytes (same ETag and size) in this dataset: one
+    loading now, or one done that stored rows and was neither superseded nor deleted."""
+    c = ingestions.c
     return conn.execute(
-        sa.select(ingestions.c.id)
+        sa.select(c.id)
         .where(
-            ingestions.c.etag == etag,
-            ingestions.c.bytes_total == size,
-            ingestions.c.duplicate_of.is_(None),
-            ingestions.c.id != exclude_id,
+            c.dataset == dataset, c.etag == etag, c.bytes_total == size, c.id != exclude_id,
+            c.duplicate_of.is_(None), c.superseded_by.is_(None),
+            sa.or_(c.status == "running", sa.and_(c.status == "done", c.rows_loaded + c.rows_duplicate > 0)),
         )
-        .order_by(ingestions.c.id)
+        .order_by(c.id)
         .limit(1)
     ).scalar()
 
 
-def create(conn: Connection, dataset: str, bucket: str, key: str, etag: str, size: int) -> int:
+def versions(conn: Connection, bucket: str, key: str) -> list[dict[str, Any]]:
+    """Every ingestion of one key still in force (not deleted or superseded), oldest version first."""
+    c = ingestions.c
+    rows = conn.execute(
+        sa.select(ingestions)
+        .where(c.bucket == bucket, c.key == key, c.superseded_by.is_(None), c.status != "deleted")
+        .order_by(sa.func.coalesce(c.last_modified, c.created_at), c.id)
+    ).mappings()
+    return [dict(r) for r in rows]
+
+
+def reset(conn: Connection, ingestion_id: int, last_modified: dt.datetime | None) -> None:
+    """Make an ingestion new again (a retry, or the same bytes uploaded again after it failed or was
+    deleted): its chunks, steps, attempts and rejects are forgotten and it is queued."""
+    for table in (ingestion_rejects, ingestion_chunks, ingestion_steps, ingestion_attempts):
+        conn.execute(table.delete().where(table.c.ingestion_id == ingestion_id))
+    values: dict[str, Any] = dict(
+        status="queued", header=None, chunks_total=None, error=None, duplicate_of=None, superseded_by=None,
+        rows_loaded=0, rows_rejected=0, rows_duplicate=0, bytes_done=0, started_at=None, finished_at=None,
+    )
+    if last_modified is not None:
+        values["last_modified"] = last_modified
+    update(conn, ingestion_id, **values)
+
+
+def create(
+    conn: Connection, dataset: str, bucket: str, key: str, etag: str, size: int,
+    last_modified: dt.datetime | None = None,
+) -> int:
     result = conn.execute(
         ingestions.insert().values(
             dataset=dataset,
@@ -149,6 +178,7 @@ def create(conn: Connection, dataset: str, bucket: str, key: str, etag: str, siz
             bytes_total=size,
             status="queued",
             created_at=utcnow(),
+            last_modified=last_modified,
         )
     )
     return int(result.inserted_primary_key[0])
@@ -167,14 +197,24 @@ def start(conn: Connection, ingestion_id: int, plan: dict[str, Any], chunks_tota
     )
 
 
-def fail(conn: Connection, ingestion_id: int, message: str) -> bool:
+def fail(conn: Connection, ingestion_id: int, message: str, **values: Any) -> bool:
     """Mark an unfinished ingestion failed; False if it had already finished."""
     result = conn.execute(
         ingestions.update()
         .where(ingestions.c.id == ingestion_id, ingestions.c.status.in_(("queued", "running")))
-        .values(status="failed", error=message, finished_at=utcnow())
+        .values(status="failed", error=message, finished_at=utcnow(), **values)
     )
     return result.rowcount == 1
+
+
+def mark_removed(conn: Connection, ingestion_id: int) -> None:
+    """The ingestion's rows were taken back out: rows_loaded says what is left (0), rows_removed
+    how many were taken out."""
+    conn.execute(
+        ingestions.update()
+        .where(ingestions.c.id == ingestion_id)
+        .values(rows_removed=ingestions.c.rows_removed + ingestions.c.rows_loaded, rows_loaded=0)
+    )
 
 
 def finish(conn: Connection, ingestion_id: int) -> bool:
@@ -223,13 +263,15 @@ def complete_chunk(
     rejected: int,
     keep_errors: int,
     duplicates: int = 0,
+    quotes: int = 0,
 ) -> None:
     """Record what a chunk did and add it to the ingestion's counters, in the chunk's transaction."""
     conn.execute(
         ingestion_chunks.update()
         .where(ingestion_chunks.c.ingestion_id == ingestion_id, ingestion_chunks.c.seq == seq)
         .values(
-            lines=lines, rows_loaded=loaded, rows_rejected=rejected, rows_duplicate=duplicates, finished_at=utcnow()
+            lines=lines, rows_loaded=loaded, rows_rejected=rejected, rows_duplicate=duplicates, quotes=quotes,
+            finished_at=utcnow(),
         )
     )
     if rejects and keep_errors > 0:
@@ -277,6 +319,66 @@ def claim_step(conn: Connection, ingestion_id: int, step: int) -> None:
         query = query.with_for_update(read=True)
     if conn.execute(query).scalar() != "running":
         raise IngestionStopped(f"ingestion {ingestion_id} is no longer running")
+
+
+def count_attempt(conn: Connection, ingestion_id: int, kind: str, seq: int) -> tuple[int, str | None]:
+    """Count one more attempt at a chunk or step, before it starts (so a killed worker counts too);
+    return (attempts so far, the last error recorded)."""
+    table = ingestion_attempts
+    key = (table.c.ingestion_id == ingestion_id, table.c.kind == kind, table.c.seq == seq)
+    updated = conn.execute(table.update().where(*key).values(attempts=table.c.attempts + 1, updated_at=utcnow()))
+    if updated.rowcount == 0:
+        conn.execute(table.insert().values(ingestion_id=ingestion_id, kind=kind, seq=seq, attempts=1,
+                                           updated_at=utcnow()))
+    row = conn.execute(sa.select(table.c.attempts, table.c.last_error).where(*key)).one()
+    return int(row[0]), row[1]
+
+
+def record_attempt_error(conn: Connection, ingestion_id: int, kind: str, seq: int, error: str) -> None:
+    table = ingestion_attempts
+    conn.execute(
+        table.update()
+        .where(table.c.ingestion_id == ingestion_id, table.c.kind == kind, table.c.seq == seq)
+        .values(last_error=error[:1000], updated_at=utcnow())
+    )
+
+
+def chunk_quotes(conn: Connection, ingestion_id: int, seq: int | None = None) -> dict[int, int]:
+    """{seq: double quotes on its lines} of the committed chunks (or of one)."""
+    query = sa.select(ingestion_chunks.c.seq, ingestion_chunks.c.quotes).where(
+        ingestion_chunks.c.ingestion_id == ingestion_id
+    )
+    if seq is not None:
+        query = query.where(ingestion_chunks.c.seq == seq)
+    return {int(s): int(q) for s, q in conn.execute(query)}
+
+
+def chunk_committed(conn: Connection, ingestion_id: int, seq: int) -> bool:
+    return conn.execute(
+        sa.select(sa.func.count()).where(ingestion_chunks.c.ingestion_id == ingestion_id,
+                                         ingestion_chunks.c.seq == seq)
+    ).scalar() == 1
+
+
+def start_parities(conn: Connection, ingestion_id: int) -> list[bool]:
+    """Whether each chunk (by seq) starts inside a quoted field: the parity of the quotes before it."""
+    rows = conn.execute(
+        sa.select(ingestion_chunks.c.quotes).where(ingestion_chunks.c.ingestion_id == ingestion_id)
+        .order_by(ingestion_chunks.c.seq)
+    ).scalars()
+    parities, total = [], 0
+    for quotes in rows:
+        parities.append(total % 2 == 1)
+        total += int(quotes)
+    return parities
+
+
+def reset_chunks(conn: Connection, ingestion_id: int, plan: dict[str, Any]) -> None:
+    """Forget every chunk of a running ingestion (its rows were taken out) to load it again with `plan`."""
+    for table in (ingestion_rejects, ingestion_chunks, ingestion_attempts):
+        conn.execute(table.delete().where(table.c.ingestion_id == ingestion_id))
+    update(conn, ingestion_id, header=json.dumps(plan), rows_loaded=0, rows_rejected=0, rows_duplicate=0,
+           bytes_done=0)
 
 
 def errors(conn: Connection, ingestion_id: int, limit: int = 20) -> list[dict[str, Any]]:

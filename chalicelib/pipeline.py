@@ -19,8 +19,10 @@ import json
 import logging
 import time
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
@@ -30,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 
 from chalicelib import chunks, csvblock, datasets, ingestions, notify, results, s3objects
 from chalicelib.db import get_engine, is_postgres
-from chalicelib.errors import FileRejected
+from chalicelib.errors import Conflict, FileRejected, NotFound
 from chalicelib.s3objects import ObjectInfo
 from chalicelib.settings import Settings
 
@@ -51,10 +53,14 @@ class Job:
     gzip: bool
     chunk_bytes: int
     skip_header: bool
+    parities: tuple[bool, ...] | None = None  # per chunk: starts inside a quoted field (see finalize)
 
     @property
     def plan(self) -> list[chunks.Chunk]:
         return chunks.plan(self.obj.size, self.chunk_bytes)
+
+    def start_quoted(self, seq: int) -> bool:
+        return bool(self.parities[seq]) if self.parities and seq < len(self.parities) else False
 
 
 # --- entry points -----------------------------------------------------------------------------
@@ -80,17 +86,27 @@ def ingest_object(bucket: str, key: str, settings: Settings, deadline: float | N
     row, created = register(engine, dataset.PREFIX if dataset else _prefix(key), obj)
     if created:
         notify.changed(engine, settings, row["id"], status_changed=True)
-    if row["status"] in ("done", "failed"):
+    if row["status"] in ("done", "failed", "deleted"):
         return row["id"]
+    start(engine, s3, settings, row, dataset, obj, deadline)
+    return row["id"]
+
+
+def start(
+    engine: Engine, s3: Any, settings: Settings, row: dict[str, Any], dataset: ModuleType | None,
+    obj: ObjectInfo, deadline: float | None = None,
+) -> None:
+    """Plan a queued ingestion (or pick up a running one) and load it, here or on the queue."""
     try:
-        job = prepare(engine, s3, settings, row, dataset, obj)
+        job = _retrying(settings, lambda: prepare(engine, s3, settings, row, dataset, obj))
+        if job is None:  # the same bytes are already loaded: a duplicate
+            return
         if settings.ingest_queue_url:
             enqueue(settings, job)
         else:
             run(engine, s3, settings, job, deadline)
     except FileRejected as exc:
         fail(engine, settings, row["id"], dataset, str(exc))
-    return row["id"]
 
 
 def load_from_message(message: dict[str, Any], settings: Settings, deadline: float | None = None) -> None:
@@ -109,9 +125,71 @@ def load_from_message(message: dict[str, Any], settings: Settings, deadline: flo
             return
         chunk = job.plan[int(message["seq"])]
         load_chunk(engine, s3, settings, job, chunk)
-        finalize(engine, settings, job)
+        again = finalize(engine, settings, job)
+        if again is not None:
+            enqueue(settings, again)
     except FileRejected as exc:
         fail(engine, settings, ingestion_id, job.dataset, str(exc))
+
+
+def retry(settings: Settings, ingestion_id: int) -> dict[str, Any]:
+    """POST /ingestions/{id}/retry: a failed (or deleted) ingestion is loaded again from its object;
+    a queued or running one resumes from its last committed chunk. Returns the ingestion's row.
+
+    Without a queue the file is loaded before this returns; with one, its chunks are queued.
+    """
+    engine = get_engine(settings.database_url)
+    row = _existing(engine, ingestion_id)
+    if row["duplicate_of"] is not None:
+        raise Conflict(f"Ingestion {ingestion_id} is a duplicate of ingestion {row['duplicate_of']}; "
+                       "retry that one if it needs it.")
+    if row["superseded_by"] is not None:
+        raise Conflict(f"Ingestion {ingestion_id} was replaced by a newer version of its key "
+                       f"(ingestion {row['superseded_by']}); there is nothing to retry.")
+    if row["status"] == "done":
+        raise Conflict(f"Ingestion {ingestion_id} is done; there is nothing to retry.")
+    s3 = s3objects.client()
+    try:
+        obj = s3objects.head(s3, row["bucket"], row["key"])
+    except s3objects.ObjectGone:
+        raise Conflict(f"s3://{row['bucket']}/{row['key']} no longer exists; upload the file again.") from None
+    if obj.etag != row["etag"]:
+        raise Conflict(f"s3://{row['bucket']}/{row['key']} holds a newer version now, which has its own "
+                       "ingestion; retry that one if it needs it.")
+    if row["status"] in ("failed", "deleted"):
+        with engine.begin() as conn:
+            ingestions.reset(conn, ingestion_id, None)
+            row = ingestions.get(conn, ingestion_id)
+        notify.changed(engine, settings, ingestion_id, status_changed=True)
+    start(engine, s3, settings, row, datasets.DATASETS.get(row["dataset"]), obj)
+    return _existing(engine, ingestion_id)
+
+
+def remove(settings: Settings, ingestion_id: int) -> dict[str, Any]:
+    """DELETE /ingestions/{id}: take the ingestion's rows out of every table and rollup (stopping it
+    first if it is loading) and mark it deleted; its result files go too. Idempotent."""
+    engine = get_engine(settings.database_url)
+    row = _existing(engine, ingestion_id)
+    if row["status"] == "deleted":
+        return row
+    dataset = datasets.DATASETS.get(row["dataset"])
+    with engine.begin() as conn:
+        ingestions.fail(conn, ingestion_id, "Deleted while it was loading.")  # stops a loading one first
+        row = _lock(conn, ingestion_id)
+        if dataset is not None and row["rows_loaded"]:
+            take_out(conn, dataset, ingestion_id)
+        ingestions.update(conn, ingestion_id, status="deleted", finished_at=ingestions.utcnow())
+        row = ingestions.get(conn, ingestion_id)
+    _after_removal(engine, settings, [row])
+    return row
+
+
+def _existing(engine: Engine, ingestion_id: int) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = ingestions.get(conn, ingestion_id)
+    if row is None:
+        raise NotFound(f"Ingestion {ingestion_id} not found.")
+    return row
 
 
 # --- registering ------------------------------------------------------------------------------
@@ -122,21 +200,23 @@ def _prefix(key: str) -> str:
 
 
 def register(engine: Engine, dataset: str, obj: ObjectInfo) -> tuple[dict[str, Any], bool]:
-    """The ingestion of this exact object, created if new; (row, created)."""
+    """The ingestion of this exact object (bucket, key, ETag), created if new; (row, created).
+
+    The same bytes put again under the same key after their ingestion failed or was deleted (a newer
+    LastModified, so not a replayed event) make that ingestion new again.
+    """
     with engine.begin() as conn:
-        if is_postgres(conn):  # one registration per content at a time, so duplicates are seen
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:etag))"), {"etag": obj.etag})
         row = ingestions.find_object(conn, obj.bucket, obj.key, obj.etag)
-        if row is not None:
-            return row, False
-        ingestion_id = ingestions.create(conn, dataset, obj.bucket, obj.key, obj.etag, obj.size)
-        first = ingestions.find_same_content(conn, obj.etag, obj.size, ingestion_id)
-        if first is not None:
-            now = ingestions.utcnow()
-            ingestions.update(
-                conn, ingestion_id, status="done", duplicate_of=first, started_at=now, finished_at=now
-            )
-        return ingestions.get(conn, ingestion_id), True
+        if row is None:
+            ingestion_id = ingestions.create(conn, dataset, obj.bucket, obj.key, obj.etag, obj.size, obj.last_modified)
+            return ingestions.get(conn, ingestion_id), True
+        uploaded_again = obj.last_modified is not None and (
+            row["last_modified"] is None or obj.last_modified > row["last_modified"]
+        )
+        if row["status"] in ("failed", "deleted") and uploaded_again:
+            ingestions.reset(conn, row["id"], obj.last_modified)
+            return ingestions.get(conn, row["id"]), True
+        return row, False
 
 
 # --- planning ---------------------------------------------------------------------------------
@@ -144,13 +224,20 @@ def register(engine: Engine, dataset: str, obj: ObjectInfo) -> tuple[dict[str, A
 
 def prepare(
     engine: Engine, s3: Any, settings: Settings, row: dict[str, Any], dataset: ModuleType | None, obj: ObjectInfo
-) -> Job:
-    """Check the key and the first line, fix the chunk plan, and move the ingestion to running."""
+) -> Job | None:
+    """Check the key and the first line, fix the chunk plan, and move the ingestion to running;
+    None if these bytes are already loaded (the ingestion is then done as a `duplicate_of`).
+
+    The key is checked before anything else, and the duplicate check and the move to running
+    happen in one transaction, one registration per content at a time: of two identical uploads
+    at once, exactly one loads.
+    """
     if row["header"]:
         return job_from_row(row)
     check_key(dataset, obj)
     gz = obj.key.lower().endswith(".gz")
-    first = header_fields(read_first_line(s3, obj, gz))
+    with _attempt(engine, settings, row["id"], "plan", 0, "Reading the file's first line"):
+        first = header_fields(read_first_line(s3, obj, gz))
     if dataset.HAS_HEADER:
         header, skip_header = first, True
     else:  # headerless: the columns in COLUMNS order; a first line naming them is skipped
@@ -162,11 +249,18 @@ def prepare(
     }
     total = None if gz else len(chunks.plan(obj.size, settings.chunk_bytes))
     with engine.begin() as conn:
-        dataset.context(conn, settings)
-        ingestions.start(conn, row["id"], plan, total)
+        if is_postgres(conn):
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:etag))"), {"etag": obj.etag})
+        original = ingestions.find_original(conn, dataset.PREFIX, obj.etag, obj.size, row["id"])
+        if original is not None:
+            now = ingestions.utcnow()
+            ingestions.update(conn, row["id"], status="done", duplicate_of=original, started_at=now, finished_at=now)
+        else:
+            dataset.context(conn, settings)
+            ingestions.start(conn, row["id"], plan, total)
         row = ingestions.get(conn, row["id"])
     notify.changed(engine, settings, row["id"], status_changed=True)
-    return job_from_row(row)
+    return None if original is not None else job_from_row(row)
 
 
 def check_key(dataset: ModuleType | None, obj: ObjectInfo) -> None:
@@ -186,9 +280,10 @@ def job_from_row(row: dict[str, Any]) -> Job:
     plan = json.loads(row["header"])
     obj = ObjectInfo(row["bucket"], row["key"], int(row["bytes_total"]), row["etag"])
     dataset = datasets.DATASETS[row["dataset"]]
+    parities = plan.get("parities")
     return Job(
         row["id"], dataset, obj, plan["columns"], plan["gzip"], plan["chunk_bytes"],
-        plan.get("skip_header", dataset.HAS_HEADER),
+        plan.get("skip_header", dataset.HAS_HEADER), tuple(parities) if parities else None,
     )
 
 
@@ -199,7 +294,7 @@ def read_first_line(s3: Any, obj: ObjectInfo, gz: bool) -> str:
         try:
             sample = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(sample, HEADER_SAMPLE_BYTES)
         except zlib.error:
-            raise FileRejected("The file ends in .gz but is not valid gzip data.") from None
+            raise FileRejected(chunks.TRUNCATED) from None
     sample = sample[len(chunks.BOM):] if sample.startswith(chunks.BOM) else sample
     if b"\x00" in sample:
         raise FileRejected("The file is not CSV text: it holds binary data.")
@@ -258,111 +353,247 @@ def column_names(dataset: ModuleType, header: list[str]) -> list[str]:
 # --- loading ----------------------------------------------------------------------------------
 
 
+class GaveUp(FileRejected):
+    """A chunk or finishing step failed MAX_ATTEMPTS times: the file fails as a whole."""
+
+
 def run(engine: Engine, s3: Any, settings: Settings, job: Job, deadline: float | None) -> None:
     """Load every chunk not yet committed, then finish; stop early (resumably) at the deadline.
 
-    The deadline only applies with a queue to continue on: without one, the file is loaded whole.
+    The deadline only applies with a queue to continue on: without one, the file is loaded whole,
+    and a chunk that fails is tried again here (up to MAX_ATTEMPTS, counted in the database).
     """
     if not settings.ingest_queue_url:
         deadline = None
     if job.gzip:
-        if not _run_gzip(engine, s3, settings, job, deadline):
+        if not _retrying(settings, lambda: _run_gzip(engine, s3, settings, job, deadline)):
             return
     else:
         with engine.connect() as conn:
             done = ingestions.done_chunks(conn, job.ingestion_id)
         todo = [c for c in job.plan if c.seq not in done]
+
+        def load(chunk: chunks.Chunk) -> bool:
+            return _retrying(settings, lambda: load_chunk(engine, s3, settings, job, chunk))
+
         workers = min(settings.ingest_workers, len(todo))
         if workers > 1:
             with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(lambda c: load_chunk(engine, s3, settings, job, c), todo))
+                list(pool.map(load, todo))
         else:
             for chunk in todo:
-                load_chunk(engine, s3, settings, job, chunk)
-    finalize(engine, settings, job)
+                load(chunk)
+    again = finalize(engine, settings, job)
+    if again is not None:
+        _continue(engine, s3, settings, again, deadline)
+
+
+def _continue(engine: Engine, s3: Any, settings: Settings, job: Job, deadline: float | None) -> None:
+    """Load a file again from its first chunk (see `finalize`): on the queue, or right here."""
+    if settings.ingest_queue_url:
+        enqueue(settings, job)
+    else:
+        run(engine, s3, settings, job, deadline)
+
+
+def _retrying(settings: Settings, call: Any) -> Any:
+    """`call()`, tried again after an error that may pass, when no queue would redeliver the work.
+
+    With a queue the error propagates and SQS redelivers the message. Either way the attempts are
+    counted in the database (`_attempt`), which turns the last one into GaveUp, a file failure.
+    """
+    while True:
+        try:
+            return call()
+        except (FileRejected, ingestions.IngestionStopped):
+            raise
+        except Exception:
+            if settings.ingest_queue_url:
+                raise
+            log.warning("an attempt failed; trying again", exc_info=True)
+            time.sleep(0.2)
+
+
+@contextmanager
+def _attempt(engine: Engine, settings: Settings, ingestion_id: int, kind: str, seq: int, what: str) -> Iterator[None]:
+    """One counted attempt at a chunk or step; past MAX_ATTEMPTS, GaveUp says why the file fails."""
+    with engine.begin() as conn:
+        tries, last_error = ingestions.count_attempt(conn, ingestion_id, kind, seq)
+    if tries > settings.max_attempts:
+        raise GaveUp(
+            f"{what} failed {tries - 1} times, so the file cannot load "
+            f"({last_error or 'the worker stopped without reporting an error'}). Nothing from this file "
+            "was kept; correct the data there and upload the file again, or retry it once the cause is fixed."
+        )
+    try:
+        yield
+    except (FileRejected, ingestions.IngestionStopped):
+        raise
+    except Exception as exc:
+        summary = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:300]}"
+        with engine.begin() as conn:
+            ingestions.record_attempt_error(conn, ingestion_id, kind, seq, summary)
+        raise
 
 
 def _run_gzip(engine: Engine, s3: Any, settings: Settings, job: Job, deadline: float | None) -> bool:
-    """Stream a gzip object block by block; False if stopped by the deadline (to be continued)."""
+    """Stream a gzip object block by block; False if stopped by the deadline (to be continued).
+
+    The blocks come in order, so whether each starts inside a quoted field is known as it comes.
+    """
     with engine.connect() as conn:
-        done = ingestions.done_chunks(conn, job.ingestion_id)
+        done = ingestions.chunk_quotes(conn, job.ingestion_id)
     stream = s3objects.open_stream(s3, job.obj)
-    last, loaded = -1, 0
-    for chunk, data in chunks.gzip_blocks(stream, job.chunk_bytes):
+    last, loaded, quotes = -1, 0, 0
+    for chunk, data in chunks.gzip_blocks(stream, job.chunk_bytes, max_line_bytes=settings.max_line_bytes):
         last = chunk.seq
-        if chunk.seq in done:
-            continue
-        if loaded and deadline is not None and time.time() > deadline:  # always make some progress
-            stream.close()
-            enqueue(settings, job)
-            return False
-        loaded += load_chunk(engine, s3, settings, job, chunk, data)
+        if chunk.seq not in done:
+            if loaded and deadline is not None and time.time() > deadline:  # always make some progress
+                stream.close()
+                enqueue(settings, job)
+                return False
+            loaded += load_chunk(engine, s3, settings, job, chunk, data, start_quoted=quotes % 2 == 1)
+            with engine.connect() as conn:
+                done.update(ingestions.chunk_quotes(conn, job.ingestion_id, chunk.seq))
+        quotes += done.get(chunk.seq, 0)
     with engine.begin() as conn:
         ingestions.update(conn, job.ingestion_id, chunks_total=last + 1)
     return True
 
 
 def load_chunk(
-    engine: Engine, s3: Any, settings: Settings, job: Job, chunk: chunks.Chunk, data: bytes | None = None
+    engine: Engine, s3: Any, settings: Settings, job: Job, chunk: chunks.Chunk, data: bytes | None = None,
+    start_quoted: bool | None = None,
 ) -> bool:
     """Parse and commit one chunk with its marker and counters; False if it was already committed."""
-    if data is None:
-        data = chunks.read_lines(lambda a, b: s3objects.read_range(s3, job.obj, a, b), chunk, job.obj.size)
-    block = csvblock.parse(data, job.columns, skip_header=chunk.seq == 0 and job.skip_header)
-    del data  # memory: from here on only the parsed columns are needed
+    what = f"Chunk {chunk.seq} (bytes {chunk.start:,} to {chunk.end:,})"
+    with _attempt(engine, settings, job.ingestion_id, "chunk", chunk.seq, what):
+        if data is None:
+            read = lambda a, b: s3objects.read_range(s3, job.obj, a, b)  # noqa: E731
+            data = chunks.read_lines(read, chunk, job.obj.size, max_line_bytes=settings.max_line_bytes)
+        if start_quoted is None:
+            start_quoted = job.start_quoted(chunk.seq)
+        block = csvblock.parse(data, job.columns, skip_header=chunk.seq == 0 and job.skip_header,
+                               start_quoted=start_quoted, max_line_bytes=settings.max_line_bytes)
+        del data  # memory: from here on only the parsed columns are needed
+        try:
+            if not _commit_chunk(engine, settings, job, chunk, block):
+                return False
+        finally:
+            csvblock.release_memory()
+    notify.changed(engine, settings, job.ingestion_id, status_changed=False)
+    return True
+
+
+def _commit_chunk(engine: Engine, settings: Settings, job: Job, chunk: chunks.Chunk, block: csvblock.Block) -> bool:
+    """The chunk's one transaction: marker, parse, load, counters. False if it was already committed."""
     try:
         with engine.begin() as conn:
             ingestions.claim_chunk(conn, job.ingestion_id, chunk.seq, chunk.start, chunk.end)
             ctx = job.dataset.context(conn, settings)
             parsed = job.dataset.parse(block, ctx, settings.max_errors_kept)
-            line_count, block_rejects = block.line_count, block.rejects
+            line_count, block_rejects, block_rejected, quotes = block.line_count, block.rejects, block.rejected, block.quotes
             del block  # memory: free the raw text columns before the bulk load
             loaded = job.dataset.load(conn, parsed.table, job.ingestion_id)
-            rejects = sorted(block_rejects + parsed.rejects)
             ingestions.complete_chunk(
-                conn, job.ingestion_id, chunk.seq, line_count, loaded, rejects,
-                parsed.rejected + len(block_rejects), settings.max_errors_kept,
-                duplicates=parsed.table.num_rows - loaded,
+                conn, job.ingestion_id, chunk.seq, line_count, loaded, sorted(block_rejects + parsed.rejects),
+                parsed.rejected + block_rejected, settings.max_errors_kept,
+                duplicates=parsed.table.num_rows - loaded, quotes=quotes,
             )
     except IntegrityError:
+        with engine.connect() as conn:
+            if not ingestions.chunk_committed(conn, job.ingestion_id, chunk.seq):
+                raise  # not the marker: a real error, counted as a failed attempt
         log.info("chunk %s of ingestion %s was already committed", chunk.seq, job.ingestion_id)
         return False
     except ingestions.IngestionStopped:
         log.info("ingestion %s stopped; chunk %s rolled back", job.ingestion_id, chunk.seq)
         return False
-    finally:
-        csvblock.release_memory()
-    notify.changed(engine, settings, job.ingestion_id, status_changed=False)
     return True
 
 
 # --- finishing --------------------------------------------------------------------------------
 
 
-def finalize(engine: Engine, settings: Settings, job: Job) -> None:
-    """When every chunk is in: apply the reject rule, run the dataset's finishing steps (in parallel,
-    each once), then its finishing step and mark the ingestion done, under a row lock."""
+def finalize(engine: Engine, settings: Settings, job: Job) -> Job | None:
+    """When every chunk is in: check the quote parities, apply the reject rule, run the dataset's
+    finishing steps (in parallel, each once), then its finishing step and mark the ingestion done,
+    under a row lock.
+
+    Range chunks are first loaded as if each started outside quotes. If the quotes of the chunks
+    before one say it starts inside a quoted field (a field spanning lines across its boundary),
+    the file's rows are taken out and the job comes back with the true parities, to load again:
+    rare, and the only way any split of a file gives the same rows.
+    """
     with engine.begin() as conn:
         row = _lock(conn, job.ingestion_id)
         if row["status"] != "running" or row["chunks_total"] is None:
-            return
+            return None
         if len(ingestions.done_chunks(conn, job.ingestion_id)) < row["chunks_total"]:
-            return
+            return None
+        if not job.gzip:
+            parities = ingestions.start_parities(conn, job.ingestion_id)
+            if parities != [job.start_quoted(seq) for seq in range(len(parities))]:
+                job.dataset.discard(conn, job.ingestion_id, ())
+                plan = {**json.loads(row["header"]), "parities": parities}
+                ingestions.reset_chunks(conn, job.ingestion_id, plan)
+                log.info("ingestion %s: a quoted field spans a chunk boundary; loading again", job.ingestion_id)
+                return replace(job, parities=tuple(parities))
         problem = _file_problem(row, settings.max_reject_share)
         if problem:
             ingestions.fail(conn, job.ingestion_id, problem)
-            job.dataset.discard(conn, job.ingestion_id, ingestions.done_steps(conn, job.ingestion_id))
+            take_out(conn, job.dataset, job.ingestion_id)
     if not problem:
         if not _run_steps(engine, settings, job):
-            return
-        with engine.begin() as conn:
+            return None
+        with _attempt(engine, settings, job.ingestion_id, "finish", 0, "Finishing the file"), engine.begin() as conn:
+            _lock_key(conn, job.obj)
             row = _lock(conn, job.ingestion_id)
             steps = len(ingestions.done_steps(conn, job.ingestion_id))
             if row["status"] != "running" or steps < job.dataset.FINISH_STEPS:
-                return
+                return None
             job.dataset.finish(conn, row, settings)
             ingestions.finish(conn, job.ingestion_id)
+            replaced = settle_versions(conn, job.obj.bucket, job.obj.key)
+        _after_removal(engine, settings, replaced)
     notify.changed(engine, settings, job.ingestion_id, status_changed=True)
+    return None
+
+
+def _lock_key(conn: Any, obj: ObjectInfo) -> None:
+    """Versions of one key settle one at a time (PostgreSQL; SQLite has one writer anyway)."""
+    if is_postgres(conn):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"{obj.bucket}/{obj.key}"})
+
+
+def settle_versions(conn: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    """A key names one file: the newest done version keeps its rows; each older version in force is
+    taken out of every table (a loading one is stopped first) and marked superseded_by the newest.
+    A version newer than the newest done one is left to load (it settles the key when it is done).
+    Returns the rows of the versions taken out."""
+    versions = ingestions.versions(conn, bucket, key)
+    done = [i for i, v in enumerate(versions) if v["status"] == "done"]
+    if not done:
+        return []
+    newest = versions[done[-1]]
+    replaced = []
+    for version in versions[: done[-1]]:
+        sentence = f"A newer version of this key (ingestion {newest['id']}) replaced this one."
+        if version["status"] in ("queued", "running"):
+            ingestions.fail(conn, version["id"], sentence)
+        dataset = datasets.DATASETS.get(version["dataset"])
+        if dataset is not None and version["status"] != "failed":
+            take_out(conn, dataset, version["id"])
+        ingestions.update(conn, version["id"], superseded_by=newest["id"])
+        replaced.append(ingestions.get(conn, version["id"]))
+    return replaced
+
+
+def _after_removal(engine: Engine, settings: Settings, rows: list[dict[str, Any]]) -> None:
+    """Once ingestions were taken out (committed): delete their result files and tell watchers."""
+    for row in rows:
+        remove_results(settings, row)
+        notify.changed(engine, settings, row["id"], status_changed=True)
 
 
 def _run_steps(engine: Engine, settings: Settings, job: Job) -> bool:
@@ -373,9 +604,10 @@ def _run_steps(engine: Engine, settings: Settings, job: Job) -> bool:
 
     def run_step(step: int) -> bool:
         try:
-            with engine.begin() as conn:
-                ingestions.claim_step(conn, job.ingestion_id, step)
-                job.dataset.finish_step(conn, job.ingestion_id, step, job.dataset.FINISH_STEPS)
+            with _attempt(engine, settings, job.ingestion_id, "step", step, f"Finishing step {step}"):
+                with engine.begin() as conn:
+                    ingestions.claim_step(conn, job.ingestion_id, step)
+                    job.dataset.finish_step(conn, job.ingestion_id, step, job.dataset.FINISH_STEPS)
         except IntegrityError:
             log.info("finishing step %s of ingestion %s was already committed", step, job.ingestion_id)
         except ingestions.IngestionStopped:
@@ -385,7 +617,7 @@ def _run_steps(engine: Engine, settings: Settings, job: Job) -> bool:
 
     workers = max(1, min(settings.ingest_workers, len(todo)))
     with ThreadPoolExecutor(workers) as pool:
-        return all(list(pool.map(run_step, todo)))
+        return all(list(pool.map(lambda step: _retrying(settings, lambda: run_step(step)), todo)))
 
 
 def _lock(conn: Any, ingestion_id: int) -> dict[str, Any]:
@@ -418,11 +650,16 @@ def fail(engine: Engine, settings: Settings, ingestion_id: int, dataset: ModuleT
     with engine.begin() as conn:
         changed = ingestions.fail(conn, ingestion_id, message)
         if changed and dataset is not None:
-            dataset.discard(conn, ingestion_id, ingestions.done_steps(conn, ingestion_id))
+            take_out(conn, dataset, ingestion_id)
         row = ingestions.get(conn, ingestion_id)
     if changed:
-        remove_results(settings, row)
-        notify.changed(engine, settings, ingestion_id, status_changed=True)
+        _after_removal(engine, settings, [row])
+
+
+def take_out(conn: Any, dataset: ModuleType, ingestion_id: int) -> None:
+    """Take an ingestion's rows out of every table and rollup, and say so in its counts."""
+    dataset.discard(conn, ingestion_id, ingestions.done_steps(conn, ingestion_id))
+    ingestions.mark_removed(conn, ingestion_id)
 
 
 def remove_results(settings: Settings, row: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ middle of an ingestion fails that ingestion clearly instead of mixing two files.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +19,15 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    last_modified: dt.datetime | None = None  # naive UTC; orders the versions of one key
 
 
 class ObjectGone(Exception):
     """The object no longer exists (deleted after the event was sent)."""
+
+
+class ShortRead(OSError):
+    """S3 returned fewer bytes than asked for: a transient read error, never an end of file."""
 
 
 def client() -> Any:
@@ -39,7 +45,10 @@ def head(s3: Any, bucket: str, key: str) -> ObjectInfo:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             raise ObjectGone(f"s3://{bucket}/{key} no longer exists") from None
         raise
-    return ObjectInfo(bucket, key, int(response["ContentLength"]), response["ETag"].strip('"'))
+    modified = response.get("LastModified")
+    if isinstance(modified, dt.datetime) and modified.tzinfo is not None:
+        modified = modified.astimezone(dt.UTC).replace(tzinfo=None)
+    return ObjectInfo(bucket, key, int(response["ContentLength"]), response["ETag"].strip('"'), modified)
 
 
 def read_range(s3: Any, obj: ObjectInfo, start: int, end: int) -> bytes:
@@ -54,7 +63,12 @@ def read_range(s3: Any, obj: ObjectInfo, start: int, end: int) -> bytes:
         )
     except ClientError as exc:
         raise _read_error(exc, obj) from None
-    return response["Body"].read()
+    body = response["Body"].read()
+    if len(body) != end - start:
+        raise ShortRead(
+            f"s3://{obj.bucket}/{obj.key}: asked for bytes {start}-{end - 1}, got {len(body)} bytes"
+        )
+    return body
 
 
 def open_stream(s3: Any, obj: ObjectInfo) -> Any:

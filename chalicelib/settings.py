@@ -67,6 +67,8 @@ class Settings:
     websocket_token_parameter: str = ""
     websocket_endpoint_url: str = ""
     results_bucket: str = ""
+    max_line_bytes: int = 1024 * 1024
+    max_attempts: int = 3
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -93,4 +95,6 @@ class Settings:
             websocket_token_parameter=os.environ.get("WEBSOCKET_TOKEN_PARAMETER", "").strip(),
             websocket_endpoint_url=os.environ.get("WEBSOCKET_ENDPOINT_URL", "").strip(),
             results_bucket=os.environ.get("RESULTS_BUCKET", "").strip(),
+            max_line_bytes=max(_int("MAX_LINE_BYTES", 1024 * 1024), 1024),
+            max_attempts=max(_int("MAX_ATTEMPTS", 3), 1),
         )

@@ -20,6 +20,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -390,12 +391,16 @@ def disconnect(event: Any, settings: Settings) -> None:
 
 
 def message(event: Any, app_api: WebsocketAPI, settings: Settings) -> None:
-    """$default: answer one client message; a bad message gets an error reply, never a crash."""
+    """$default: answer one client message. Every message gets a reply: a bad one an error saying what
+    is wrong, and one we fail on (database down, say) an error saying so; the handler never raises."""
     engine = get_engine(settings.database_url)
     try:
         replies = answer(engine, event.connection_id, parse_request(event.body))
     except BadMessage as exc:
         replies = [{"type": "error", "error": str(exc)}]
+    except Exception:  # noqa: BLE001 - the client still gets an answer; the cause goes to the log
+        log.exception("could not answer a message from WebSocket connection %s", event.connection_id)
+        replies = [{"type": "error", "error": "The server could not handle that message; try again later."}]
     sender = Sender(handler_api(app_api, settings), engine)
     for reply in replies:
         sender.send([event.connection_id], reply)
@@ -410,14 +415,17 @@ class Request:
 
 
 EXAMPLE = '{"action": "subscribe", "ingestion_id": "<id>"} (or "*" for every ingestion)'
+# A request is a few dozen bytes; API Gateway lets frames of up to 128 KB through. Anything longer is
+# refused before it is parsed, and parsing itself is bounded (see `_decode`).
+MAX_MESSAGE_BYTES = 4096
+# Ingestion ids are PostgreSQL `integer`s: a larger number names no ingestion and must never reach a query.
+MAX_INGESTION_ID = 2**31 - 1
+_ID = re.compile(r"[0-9]{1,10}")
 
 
 def parse_request(body: str | None) -> Request:
     """The request in a client's text frame, or BadMessage saying what is wrong with it."""
-    try:
-        request = json.loads(body or "")
-    except ValueError:
-        request = None
+    request = _decode(body)
     if not isinstance(request, dict):
         raise BadMessage(f"Messages must be JSON objects like {EXAMPLE}; got {_clip(body)}.")
     action = request.get("action")
@@ -425,24 +433,50 @@ def parse_request(body: str | None) -> Request:
         return Request("ping")
     if action not in ("subscribe", "unsubscribe"):
         raise BadMessage(
-            f"Unknown action {_clip(json.dumps(action))}: use subscribe, unsubscribe or ping, as in {EXAMPLE}."
+            f"Unknown action {_clip(_show(action))}: use subscribe, unsubscribe or ping, as in {EXAMPLE}."
         )
     if "ingestion_id" not in request:
         raise BadMessage(f"{action} needs an ingestion_id, as in {EXAMPLE}.")
     return Request(action, parse_target(request["ingestion_id"]))
 
 
+def _decode(body: str | None) -> Any:
+    """JSON from a frame of at most MAX_MESSAGE_BYTES; None when it is not JSON. Nesting deeper than
+    Python's recursion limit (a 4 KiB frame can hold 4,096 levels) is not JSON we accept either."""
+    text = body or ""
+    if len(text) > MAX_MESSAGE_BYTES or len(text.encode("utf-8", "replace")) > MAX_MESSAGE_BYTES:
+        raise BadMessage(f"Messages must be at most {MAX_MESSAGE_BYTES} bytes, like {EXAMPLE}; "
+                         f"got {len(text.encode('utf-8', 'replace')):,} bytes.")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
 def parse_target(raw: Any) -> str:
-    """An ingestion id as canonical text, or "*"."""
+    """An ingestion id as canonical text (ASCII digits or a JSON whole number, 1..2147483647), or "*"."""
     if raw == ALL:
         return ALL
-    text = str(raw).strip() if isinstance(raw, (str, int)) and not isinstance(raw, bool) else ""
-    if not text.isdigit() or len(text) > 12 or int(text) < 1:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        number = raw
+    elif isinstance(raw, str) and _ID.fullmatch(raw):
+        number = int(raw)
+    else:
+        number = 0
+    if not 1 <= number <= MAX_INGESTION_ID:
         raise BadMessage(
-            f'ingestion_id must be an ingestion\'s id (a whole number) or "*" for every ingestion, '
-            f"got {_clip(json.dumps(raw))}."
+            f'ingestion_id must be an ingestion\'s id (a whole number from 1 to {MAX_INGESTION_ID}, as text '
+            f'or a number) or "*" for every ingestion, got {_clip(_show(raw))}.'
         )
-    return str(int(text))
+    return str(number)
+
+
+def _show(value: Any) -> str:
+    """A client's value as JSON, for an error message (values from JSON always serialise)."""
+    try:
+        return json.dumps(value)
+    except (ValueError, RecursionError):
+        return "an unreadable value"
 
 
 def _clip(text: str | None, limit: int = 80) -> str:

@@ -120,7 +120,11 @@ def test_the_cli_shows_progress_and_exits_3_when_stopped(fake, engine, monkeypat
     assert backfill.main(argv + ["--no-timelines", "--max-requests", "1"]) == backfill.STOPPED
     assert backfill.main(argv + ["--resume"]) == 0
     err = capsys.readouterr().err
-    assert "windows" in err and "--resume" in err
+    assert "--resume" in err
+    # Not a terminal: plain lines, no carriage returns, the final one with the count, items and rate.
+    assert "\r" not in err
+    finals = [line for line in err.splitlines() if line.startswith("windows: 100.0% (4 of 4 windows)")]
+    assert len(finals) == 1 and "30 items" in finals[0] and "windows/s" in finals[0], err
     assert count(engine) == 30
 
 

@@ -61,3 +61,27 @@ def test_gzip_blocks_are_whole_lines_and_deterministic(lines, block, bom):
     assert [d for _, d in first] == [d for _, d in second]  # cut by content, not by read size
     assert all(d.endswith(b"\n") for _, d in first[:-1])
     assert first == [] or first[-1][0].end == len(raw)
+
+
+def test_gzip_blocks_end_at_the_last_newline_before_the_block_size():
+    lines = [b"%d,%s\n" % (i, b"x" * (i % 13)) for i in range(400)]
+    body = b"".join(lines)
+    blocks = [d for _, d in chunks.gzip_blocks(io.BytesIO(gzip.compress(body)), 100, read_size=17)]
+    assert b"".join(blocks) == body
+    for block, following in zip(blocks, blocks[1:], strict=False):
+        assert len(block) <= 100  # no line here is longer than a block
+        next_line = following[: following.index(b"\n") + 1]
+        assert len(block) + len(next_line) > 100  # as full as whole lines allow: cut at the LAST newline
+
+
+def test_a_truncated_gzip_stream_is_rejected_before_its_last_block():
+    import pytest
+
+    from chalicelib.errors import FileRejected
+
+    raw = gzip.compress(b"".join(b"line %d\n" % i for i in range(5000)))
+    got = []
+    with pytest.raises(FileRejected, match="corrupt or truncated"):
+        for block in chunks.gzip_blocks(io.BytesIO(raw[: len(raw) // 2]), 1000):
+            got.append(block)
+    assert got  # blocks before the cut came out; the pipeline then fails the file and takes them back

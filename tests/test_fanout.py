@@ -12,8 +12,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from chalicelib import chunks, ingestions, pipeline, s3objects
+from chalicelib import chunks, ingestions, notify, pipeline, s3objects
 from chalicelib.datasets import trips
+from chalicelib.datasets.trips import loading as trips_load
 from chalicelib.db import get_engine
 from chalicelib.settings import Settings
 from tests.support.ingest import get, ingestion_for, invoke, upload
@@ -99,8 +100,16 @@ def test_message_for_a_finished_ingestion_is_a_no_op(client, aws, app_env, queue
     _deliver(client, _drain(sqs, url))
     failed = ingestion_for(client, "trips/x.csv")
     assert failed["status"] == "failed" and "no data rows" in failed["error"]
-    _deliver(client, [json.dumps({"ingestion_id": failed["id"], "seq": 0})])
-    assert ingestion_for(client, "trips/x.csv")["status"] == "failed"
+    sent: list[dict] = []
+    notify.add_listener(sent.append)
+    try:
+        _deliver(client, [json.dumps({"ingestion_id": failed["id"], "seq": 0})])
+    finally:
+        notify.remove_listener(sent.append)
+    assert ingestion_for(client, "trips/x.csv") == failed  # the very same record, to the second
+    assert sent == []  # and nobody was told anything
+    with get_engine(app_env).connect() as conn:  # nor was the chunk tried again
+        assert conn.execute(sa.text("SELECT max(attempts) FROM ingestion_attempts")).scalar() == 1
 
 
 def test_file_failing_midway_keeps_nothing_and_later_chunks_are_no_ops(client, aws, app_env, queue, tmp_path):
@@ -206,8 +215,8 @@ def test_group_merge_probes_the_primary_key(client, aws, app_env, queue, tmp_pat
     engine = get_engine(app_env)
     with engine.connect() as conn, conn.begin():
         indexes = {ix["name"] for ix in sa.inspect(conn).get_indexes("trip_groups")}
-        trips._take_turns_postgres(conn, 0)
-        explain = sa.text("EXPLAIN " + trips.MERGE_GROUPS.text)
+        trips_load._take_turns_postgres(conn, 0)
+        explain = sa.text("EXPLAIN " + trips_load.MERGE_GROUPS.text)
         params = {"ingestion_id": ingestion_id, "step": 0, "steps": trips.FINISH_STEPS, "sign": 1}
         plan = "\n".join(row[0] for row in conn.execute(explain, params))
     assert indexes == {"ix_trip_groups_trips"}

@@ -206,3 +206,54 @@ def test_parse_rate_limit_converts_once_and_normalises_milliseconds():
         0, 1507651200.0, 5000, "search", 3)
     empty = parse_rate_limit({"X-RateLimit-Remaining": "n/a"})
     assert (empty.remaining, empty.reset, empty.resource) == (None, None, "core")
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.25, 0.75])
+def test_the_wait_for_a_reset_runs_a_second_past_it(fraction):
+    """X-RateLimit-Reset is a whole second, the real reset falls within the second after it: a clock that
+    does not start on a whole second must still wake after the reset, never hit the wall in between."""
+    clock = Clock(start=1_800_000_000.0 + fraction)
+    server = FakeGitHub(clock=clock.now, max_per_page=3)
+    for n in range(1, 11):
+        server.add_issue("acme/api", n, minute=n)
+    server.set_quota(2, window=120)
+    server.start()
+    try:
+        client = make(server, clock, deadline=clock.now() + 600)
+        pages = list(client.paginate("/repos/acme/api/issues", {"state": "all"}))
+    finally:
+        server.stop()
+    assert len(numbers(pages)) == 10
+    header_reset = int(1_800_000_000.0 + fraction + 120)
+    assert clock.sleeps == [pytest.approx(header_reset + 1 - (1_800_000_000.0 + fraction))]
+    assert server.statuses[403] == 0
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.5])
+def test_a_403_at_the_wall_is_retried_a_second_past_the_reset(fraction):
+    clock = Clock(start=1_800_000_000.0 + fraction)
+    server = FakeGitHub(clock=clock.now)
+    server.add_issue("acme/api", 1, minute=1)
+    server.set_quota(0, window=30)
+    server.start()
+    try:
+        page = make(server, clock, deadline=clock.now() + 600).get("/repos/acme/api/issues/1")
+    finally:
+        server.stop()
+    assert page.data["number"] == 1
+    assert clock.sleeps == [pytest.approx(int(1_800_000_000.0 + fraction + 30) + 1 - (1_800_000_000.0 + fraction))]
+    assert server.statuses[403] == 1  # the wall once, then the retry after the reset
+
+
+@pytest.mark.parametrize("link", [
+    "https://127.0.0.1:{port}/repos/acme/api/issues?page=2",  # same host and port, another scheme
+    "http://127.0.0.1:{other}/repos/acme/api/issues?page=2",  # same host, another port
+    "http://localhost:{port}/repos/acme/api/issues?page=2",  # same port, another host name
+])
+def test_links_that_change_scheme_port_or_host_are_refused(fake, clock, link):
+    port = int(fake.base_url.rsplit(":", 1)[1])
+    url = link.format(port=port, other=port + 1)
+    client = make(fake, clock)
+    with pytest.raises(GitHubError, match="Refusing"):
+        client.get(url)
+    assert fake.requests == 0

@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from chalicelib.github import tables as t
-from chalicelib.github.sync import run_job
+from chalicelib.github.sync import NO_ORG, run_job
 from tests.fake_github import Clock, FakeGitHub, local_session
 from tests.github_org import assert_db_matches, build_org, env
 
@@ -241,3 +241,26 @@ def test_nrt_events_sweeps_a_slice_so_transfers_show_within_hours(fake, clock, e
         assert runs < 10
     assert moved_to() == "acme/web#30"
     assert runs >= 2  # a slice of 5 issues per run, not the whole organisation in one run
+
+
+@pytest.mark.parametrize("repos", ["", "acme/web"])
+def test_without_github_org_every_stream_that_needs_it_fails_with_the_same_reason(
+        fake, clock, engine, monkeypatch, db_url, repos):
+    """Members and teams need the organisation; so do the issues when GITHUB_REPOS does not list them."""
+    settings = env(monkeypatch, fake, db_url, GITHUB_ORG="", GITHUB_REPOS=repos)
+    results = sync_all(settings, clock)
+    by_stream = {(r["job"], r["stream"]): r for r in results}
+    needs_org = {("every_30_min", "members"), ("daily", "teams")} | ({("every_30_min", "issues")} if not repos else set())
+    failed = {key for key, r in by_stream.items() if r["status"] == "failed"}
+    assert failed == needs_org
+    assert {by_stream[key]["reason"] for key in needs_org} == {NO_ORG}
+    assert "GITHUB_ORG is not set" in NO_ORG
+    assert all(by_stream[key]["requests"] == 0 for key in needs_org)
+    assert all(r["status"] == "done" for key, r in by_stream.items() if key not in needs_org)
+    assert not any(p.startswith("/orgs/") for p in fake.log)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(t.runs.c.stream, t.runs.c.status, t.runs.c.stop_reason)
+                              .where(t.runs.c.status == "failed")).all()
+        repos_synced = {r for (r,) in conn.execute(sa.select(t.issues.c.repo).distinct())}
+    assert {(s, reason) for s, _, reason in stored} == {(stream, NO_ORG) for _, stream in needs_org}
+    assert repos_synced == ({"acme/web"} if repos else set())

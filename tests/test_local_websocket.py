@@ -92,11 +92,19 @@ def test_a_bad_local_subscription_is_answered_not_fatal(local_ws):
 
     async def scenario() -> list[dict]:
         async with connect(local_ws) as ws:
-            await ws.send(json.dumps({"action": "subscribe", "ingestion_id": "12345"}))
-            first = await _recv(ws)
-            await ws.send(json.dumps({"action": "ping"}))
-            return [first, await _recv(ws)]
+            replies = []
+            for frame in (json.dumps({"action": "subscribe", "ingestion_id": "12345"}),
+                          json.dumps({"action": "subscribe", "ingestion_id": "\u00b2"}),
+                          "[" * 100_000,
+                          json.dumps({"action": "subscribe", "ingestion_id": "99999999999"}),
+                          json.dumps({"action": "ping"})):
+                await ws.send(frame)
+                replies.append(await _recv(ws))
+            return replies
 
-    error, pong = asyncio.run(scenario())
-    assert error == {"type": "error", "error": "There is no ingestion 12345; GET /ingestions lists them."}
+    missing, superscript, deep, too_large, pong = asyncio.run(scenario())
+    assert missing == {"type": "error", "error": "There is no ingestion 12345; GET /ingestions lists them."}
+    assert superscript["type"] == too_large["type"] == "error"
+    assert superscript["error"].startswith("ingestion_id must be") and too_large["error"].startswith("ingestion_id must be")
+    assert deep["type"] == "error" and deep["error"].startswith("Messages must be at most 4096 bytes")
     assert pong == {"type": "pong"}

@@ -73,8 +73,11 @@ def test_replayed_event_and_resent_object_load_nothing_twice(client, aws, app_en
     upload(aws, "trips/a.csv", path.read_bytes())  # the same object sent again
     invoke(client, "trips/a.csv")
     items = [i for i in get(client, "/ingestions")["items"] if i["key"] == "trips/a.csv"]
-    assert [i["id"] for i in items] == [first["id"]]
+    assert items == [first]  # the very same record: nothing about it changed
     assert len(_rows(app_env)) == 500
+    with get_engine(app_env).connect() as conn:  # and the replays did not even try a chunk again
+        tries = conn.execute(sa.text("SELECT kind, seq, attempts FROM ingestion_attempts")).all()
+    assert tries and all(attempts == 1 for _, _, attempts in tries), tries
 
 
 def test_same_bytes_under_another_key_is_a_duplicate(client, aws, app_env, tmp_path):
@@ -171,7 +174,16 @@ def test_line_numbers_are_file_wide_across_chunks(client, aws, app_env, monkeypa
     body = HEADER + GOOD * 60 + b"Turin,POINT (x y),POINT (7.72 45.06),2018-05-21 02:54:04,baba_car\n" + GOOD * 5
     ingestion = ingest(client, aws, "trips/late-bad.csv", body)
     assert ingestion["rows_rejected"] == 1
-    assert ingestion["errors"] == [{"line": 62, "message": ingestion["errors"][0]["message"]}]
+    assert ingestion["errors"] == [{"line": 62, "message": "origin_coord 'POINT (x y)' is not a WKT point like "
+                                                          "'POINT (7.68 45.07)' (longitude first)"}]
+
+
+@pytest.mark.parametrize(("bad", "status"), [(5, "done"), (6, "failed")])
+def test_a_reject_share_equal_to_the_limit_passes_and_one_more_fails(client, aws, app_env, monkeypatch, bad, status):
+    monkeypatch.setenv("MAX_REJECT_SHARE", "0.1")
+    body = HEADER + GOOD * (50 - bad) + b"Turin,nope,nope,never,x\n" * bad
+    ingestion = ingest(client, aws, "trips/edge.csv", body)
+    assert ingestion["status"] == status, ingestion  # 5 of 50 is 10%: allowed; 6 of 50 is not
 
 
 def test_too_many_rejects_fail_the_file_and_keep_nothing(client, aws, app_env, tmp_path, monkeypatch):

@@ -7,7 +7,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from chalicelib.datasets import trips
+from chalicelib.datasets.trips import parsing as trips_parse
 
 POINTS = [
     ("POINT (7.67 44.99)", (7.67, 44.99)),
@@ -27,7 +27,7 @@ POINTS = [
 
 
 def _points(values: list[str]) -> list[tuple[float, float] | None]:
-    lon, lat = trips._points(pa.chunked_array([pa.array(values)]))
+    lon, lat = trips_parse._points(pa.chunked_array([pa.array(values)]))
     return [None if a is None or b is None else (a, b) for a, b in zip(lon.to_pylist(), lat.to_pylist(), strict=True)]
 
 
@@ -40,7 +40,7 @@ def test_each_point_alone_and_among_others(text, expected):
 
 def test_a_clean_block_takes_the_fast_path_with_exact_values():
     values = [f"POINT ({7 + i / 1e6:.15g} {45 - i / 1e7:.15g})" for i in range(1000)]
-    assert trips._points_fast(pa.chunked_array([pa.array(values)])) is not None
+    assert trips_parse._points_fast(pa.chunked_array([pa.array(values)])) is not None
     assert _points(values) == [(7 + i / 1e6, 45 - i / 1e7) for i in range(1000)]
 
 
@@ -65,5 +65,5 @@ TIMES = [
 
 @pytest.mark.parametrize(("text", "expected"), TIMES)
 def test_datetimes_are_strict(text, expected):
-    got = trips._timestamps(pa.chunked_array([pa.array(["2018-05-21 02:54:04", text])])).to_pylist()
+    got = trips_parse._timestamps(pa.chunked_array([pa.array(["2018-05-21 02:54:04", text])])).to_pylist()
     assert got == [dt.datetime(2018, 5, 21, 2, 54, 4), expected]

@@ -165,6 +165,47 @@ def test_groups_of_one_trip_follow_the_larger_ones_in_order(loaded):
     assert [(_group_in(g), g["trips"]) for g in body["items"]] == ranked[: larger + 5]
 
 
+def _walk(client, path: str, limit: int) -> list[dict]:
+    """Every item of a list route, page by page; `next` must be null exactly on the last page."""
+    items, after, sep = [], None, "&" if "?" in path else "?"
+    while True:
+        page = get(client, f"{path}{sep}limit={limit}" + (f"&after={after}" if after else ""))
+        assert page["items"] or after is None  # a non-null `next` promised more items
+        assert len(page["items"]) <= limit
+        items += page["items"]
+        after = page["next"]
+        if after is None:
+            return items  # the caller compares with the whole set: nothing may be left
+
+
+@pytest.mark.parametrize("limit", [1, 3, 7])
+def test_groups_walk_page_by_page_to_the_whole_set(loaded, limit):
+    whole = get(loaded, "/trips/groups?min_trips=1&limit=1000")
+    assert whole["next"] is None and len(whole["items"]) > 20
+    walked = _walk(loaded, "/trips/groups?min_trips=1", limit)
+    assert walked == whole["items"]  # no gap, no repeat, same order (across sizes 2+ and 1)
+    three = get(loaded, "/trips/groups?min_trips=1&limit=3")
+    assert len(three["items"]) == 3 and three["next"] is not None
+
+
+def test_groups_in_a_bbox_are_those_whose_origin_cell_centre_lies_in_it(loaded):
+    box = (7.6525, 45.0425, 7.7075, 45.0975)  # edges between cell centres and on cell edges
+    def centre_in(key: tuple) -> bool:
+        lon, lat = ((key[1] + 0.5) * GRID, (key[2] + 0.5) * GRID)
+        return box[0] <= lon <= box[2] and box[1] <= lat <= box[3]
+    expected = Counter(_group_of(r) for r in TRIPS)
+    want = {k: v for k, v in expected.items() if centre_in(k)}
+    assert 0 < len(want) < len(expected)
+    body = get(loaded, "/trips/groups?bbox=" + ",".join(map(str, box)) + "&min_trips=1&limit=1000")
+    assert {_group_in(g): g["trips"] for g in body["items"]} == want
+
+
+def test_ingestions_and_trips_walk_to_the_whole_set(loaded):
+    every_trip = _walk(loaded, "/trips", 250)
+    assert len(every_trip) == len(TRIPS) and len({t["id"] for t in every_trip}) == len(TRIPS)
+    assert _walk(loaded, "/ingestions", 1) == get(loaded, "/ingestions?limit=1000")["items"]
+
+
 def test_list_filters_and_keyset_pages(loaded):
     seen, after = [], None
     while True:

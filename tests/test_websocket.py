@@ -3,6 +3,7 @@ databases; what the clients received is read back from moto's API Gateway manage
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 
@@ -10,11 +11,12 @@ import pytest
 import sqlalchemy as sa
 
 from chalicelib import ingestions, websocket
-from tests.support.ingest import ingest, invoke, upload
+from tests.support.ingest import ingest, ingestion_for, invoke, upload
 from tests.support.websocket import (
     API_ID,
     connect,
     disconnect,
+    every_status,
     fail_sends,
     ingestion_messages,
     send,
@@ -83,6 +85,27 @@ BAD_MESSAGES = [
     ({"action": "subscribe", "ingestion_id": -3}, "ingestion_id must be an ingestion's id"),
     ({"action": "unsubscribe", "ingestion_id": True}, "ingestion_id must be an ingestion's id"),
     ({"action": "subscribe", "ingestion_id": "999"}, "There is no ingestion 999"),
+    # Digits that are not ASCII (str.isdigit() says yes to them, int() to some), spaces, signs, fractions.
+    ({"action": "subscribe", "ingestion_id": "\u00b2"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "\u0661\u0662"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "\uff11"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": " 42"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "+42"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": 42.0}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "0"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": None}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": ["1"]}, "ingestion_id must be an ingestion's id"),
+    # Beyond PostgreSQL's integer: refused before any query, on both databases.
+    ({"action": "subscribe", "ingestion_id": "2147483648"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": 2**63}, "ingestion_id must be an ingestion's id"),
+    ({"action": "unsubscribe", "ingestion_id": "99999999999999999999"}, "ingestion_id must be an ingestion's id"),
+    ({"action": "subscribe", "ingestion_id": "2147483647"}, "There is no ingestion 2147483647"),
+    # Nesting no parser should recurse into, and frames far longer than any request.
+    ("[" * 100_000, "Messages must be at most 4096 bytes"),
+    ("[" * 2000 + "]" * 2000, "Messages must be JSON objects"),  # within 4 KiB, past the recursion limit
+    ('{"action": "subscribe", "ingestion_id": ' + "[" * 2020 + "]" * 2020 + "}", "Messages must be JSON objects"),
+    ({"action": "ping", "padding": "x" * 5000}, "Messages must be at most 4096 bytes"),
+    ({"action": [[[[["deep"]]]]]}, 'Unknown action [[[[["deep"]]]]]'),
 ]
 
 
@@ -98,6 +121,21 @@ def test_bad_messages_get_an_error_reply_not_a_crash(ws_client, engine):
 
     send(ws_client, "c1", {"action": "ping"})
     assert sent("c1")[-1] == {"type": "pong"}
+
+
+def test_ids_in_range_are_read_as_numbers(ws_client, engine):
+    connect(ws_client, "c1")
+    for target in ("7", "007", 7):
+        send(ws_client, "c1", {"action": "unsubscribe", "ingestion_id": target})
+    assert sent("c1") == [{"type": "unsubscribed", "ingestion_id": "7"}] * 3
+
+
+def test_a_message_the_server_fails_on_still_gets_an_answer(ws_client, engine, monkeypatch, tmp_path):
+    """The registry's database is not there any more (here: one without tables): the client hears so."""
+    connect(ws_client, "c1")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'not-migrated.sqlite'}")
+    assert send(ws_client, "c1", {"action": "subscribe", "ingestion_id": "*"}) == {"statusCode": 200}
+    assert sent("c1") == [{"type": "error", "error": "The server could not handle that message; try again later."}]
 
 
 # --- notifications from the pipeline -------------------------------------------------------------
@@ -169,6 +207,70 @@ def _allow_progress_now(engine, ingestion_id: int) -> None:
         conn.execute(table.update().where(table.c.id == ingestion_id).values(notified_at=None))
 
 
+def _chunks_total(engine, ingestion_id: int) -> int:
+    table = ingestions.ingestions
+    with engine.connect() as conn:
+        return conn.execute(sa.select(table.c.chunks_total).where(table.c.id == ingestion_id)).scalar_one()
+
+
+def test_progress_within_the_interval_is_not_sent(ws_client, aws, engine, monkeypatch):
+    """Many chunks, all inside one progress interval: status changes only, not one message per chunk."""
+    monkeypatch.setenv("CHUNK_BYTES", "1024")
+    monkeypatch.setattr("chalicelib.notify.PROGRESS_INTERVAL", dt.timedelta(hours=1))
+    subscribe(ws_client, "watcher", "*")
+    ingestion = ingest(ws_client, aws, "trips/throttled.csv", trips_csv(60))
+    assert ingestion["status"] == "done" and _chunks_total(engine, ingestion["id"]) > 3
+    assert every_status("watcher") == ["queued", "running", "done"]
+
+
+def test_progress_once_the_interval_has_passed_is_sent_per_chunk(ws_client, aws, engine, monkeypatch):
+    """With the interval spent before each chunk, each committed chunk sends exactly one progress message."""
+    monkeypatch.setenv("CHUNK_BYTES", "1024")
+    monkeypatch.setenv("INGEST_WORKERS", "1")
+    monkeypatch.setattr("chalicelib.notify.PROGRESS_INTERVAL", dt.timedelta(0))
+    subscribe(ws_client, "watcher", "*")
+    ingestion = ingest(ws_client, aws, "trips/unthrottled.csv", trips_csv(60))
+    chunks = _chunks_total(engine, ingestion["id"])
+    assert ingestion["status"] == "done" and chunks > 3
+    assert every_status("watcher") == ["queued", "running"] + ["running"] * chunks + ["done"]
+    progress = [m["bytes_done"] for m in ingestion_messages("watcher")[2:-1]]
+    assert progress == sorted(progress) and len(set(progress)) == chunks  # each one a chunk further
+
+
+def test_a_chunk_message_for_a_finished_ingestion_changes_and_sends_nothing(ws_client, aws, engine, monkeypatch):
+    """SQS redelivers after the end: the ingestion, its rows and what its watchers received stay as they were."""
+    sqs = __import__("boto3").client("sqs")
+    queue_url = sqs.create_queue(QueueName="sluice-chunks")["QueueUrl"]
+    monkeypatch.setenv("INGEST_QUEUE_URL", queue_url)
+    monkeypatch.setenv("CHUNK_BYTES", "1024")
+    subscribe(ws_client, "watcher", "*")
+    finished = {}
+    for key, body in (("trips/good.csv", trips_csv(20)), ("trips/empty.csv", HEADER)):
+        upload(aws, key, body)
+        invoke(ws_client, key)
+        bodies = [m["Body"] for m in _drain(sqs, queue_url)]
+        for message in bodies:
+            ws_client.lambda_.invoke("on_chunk_message", ws_client.events.generate_sqs_event([message], "sluice-chunks"))
+        finished[key] = (ingestion_for(ws_client, key), bodies)
+    assert finished["trips/good.csv"][0]["status"] == "done"
+    assert finished["trips/empty.csv"][0]["status"] == "failed"
+    before_sent, before_rows = sent("watcher"), _trip_count(engine)
+
+    for key, (ingestion, bodies) in finished.items():
+        again = bodies or [json.dumps({"ingestion_id": ingestion["id"], "seq": 0})]
+        for message in again:
+            _allow_progress_now(engine, ingestion["id"])
+            ws_client.lambda_.invoke("on_chunk_message", ws_client.events.generate_sqs_event([message], "sluice-chunks"))
+        assert ingestion_for(ws_client, key) == ingestion
+    assert sent("watcher") == before_sent
+    assert _trip_count(engine) == before_rows == 20
+
+
+def _trip_count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM trips")).scalar_one()
+
+
 def test_failed_ingestion_sends_its_error(ws_client, aws):
     subscribe(ws_client, "watcher", "*")
     ingestion = ingest(ws_client, aws, "trips/bad.csv", b"city,when\nTurin,2018-05-21\n")
@@ -196,6 +298,17 @@ def test_gone_client_is_forgotten(ws_client, aws, engine):
     assert registry(engine) == {"gone": {"*"}, "alive": {"*"}}
     fail_sends(websocket.boto_session(), {"gone": (410, "GoneException")})
     assert ingest(ws_client, aws, "trips/gone.csv", trips_csv(2))["status"] == "done"
+    assert registry(engine) == {"alive": {"*"}}
+    assert statuses("alive") == ["queued", "running", "done"]
+
+
+def test_a_410_without_gone_exception_is_gone_too(ws_client, aws, engine):
+    """API Gateway may answer 410 without naming GoneException (Chalice then raises a plain ClientError)."""
+    subscribe(ws_client, "gone", "*")
+    subscribe(ws_client, "alive", "*")
+    hook = fail_sends(websocket.boto_session(), {"gone": (410, "")})
+    assert ingest(ws_client, aws, "trips/gone-plain.csv", trips_csv(2))["status"] == "done"
+    assert hook.answered == ["gone"]  # the first send found it gone; it was never tried again
     assert registry(engine) == {"alive": {"*"}}
     assert statuses("alive") == ["queued", "running", "done"]
 

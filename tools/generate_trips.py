@@ -1,4 +1,4 @@
-"""Synthetic `trips/` CSV files shaped like the real ones (DESIGN.md, "The four CSV datasets", 1).
+"""Synthetic `trips/` CSV files shaped like the real ones (README.md, "Datasets", `trips/`).
 
     python -m tools.generate_trips OUT --rows N --seed S [--start 2018-05-01 --end 2018-05-31]
         [--regions Turin,Prague,Hamburg] [--datetime-header date_time] [--crlf] [--bom]

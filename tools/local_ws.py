@@ -21,7 +21,7 @@ Usage:
 
 and, in another terminal:
 
-    python -m websockets ws://127.0.0.1:8001
+    .venv/bin/python -m websockets ws://127.0.0.1:8001
     > {"action": "subscribe", "ingestion_id": "*"}
 """
 
@@ -49,6 +49,14 @@ STAGE = "local"
 SEND_TIMEOUT_SECONDS = 1.5
 
 
+class ListenError(RuntimeError):
+    """The WebSocket endpoint could not listen on its address; `cause` says why (often: port taken)."""
+
+    def __init__(self, host: str, port: int, cause: BaseException | None) -> None:
+        super().__init__(f"The local WebSocket server could not listen on {host}:{port}: {cause or 'no answer'}.")
+        self.host, self.port, self.cause = host, port, cause
+
+
 class LocalWebSocketServer:
     """The WebSocket endpoint and its management API, each in a background thread."""
 
@@ -66,6 +74,7 @@ class LocalWebSocketServer:
         self._sockets: dict[str, Any] = {}
         self._connected_at: dict[str, float] = {}
         self._saved_env: dict[str, str | None] = {}
+        self._listen_error: BaseException | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -80,7 +89,7 @@ class LocalWebSocketServer:
         self._thread.start()
         if not ready.wait(10) or self._server is None:
             self.stop()
-            raise RuntimeError(f"The local WebSocket server could not listen on {self.host}:{self.port}.")
+            raise ListenError(self.host, self.port, self._listen_error)
         self.port = self._server.sockets[0].getsockname()[1]
         self.url = f"ws://{self.host}:{self.port}"
         management = f"http://{self.host}:{self._http.server_address[1]}/{STAGE}"
@@ -120,8 +129,10 @@ class LocalWebSocketServer:
         asyncio.set_event_loop(loop)
         try:
             self._server = loop.run_until_complete(self._listen())
-        except Exception:  # noqa: BLE001 - reported by start() as a RuntimeError
-            log.exception("could not listen on %s:%s", self.host, self.port)
+        except Exception as exc:  # noqa: BLE001 - reported by start() as a ListenError
+            log.debug("could not listen on %s:%s", self.host, self.port, exc_info=True)
+            self._listen_error = exc
+            loop.close()
             return
         finally:
             ready.set()

@@ -259,7 +259,8 @@ class GitHubClient:
         if path.startswith(("http://", "https://")):
             base, target = urlsplit(self.base_url), urlsplit(path)
             if (base.scheme, base.netloc) != (target.scheme, target.netloc):
-                raise GitHubError(f"Refusing to follow a link off {self.base_url}: {target.netloc}.")
+                raise GitHubError(f"Refusing to follow a link off {self.base_url}: "
+                                  f"{target.scheme}://{target.netloc}.")
             prefix = base.path.rstrip("/")
             rel = target.path[len(prefix):] if prefix and target.path.startswith(prefix) else target.path
             path = rel + (f"?{target.query}" if target.query else "")

@@ -78,10 +78,14 @@ def repositories(job: Job) -> list[str]:
     return list(streams.fetch_repos(job.client, organisation(job)))
 
 
+NO_ORG = ("GITHUB_ORG is not set: set it to the organisation to sync (its members and teams, and every "
+          "repository unless GITHUB_REPOS lists them as comma-separated owner/name).")
+
+
 def organisation(job: Job) -> str:
+    """GITHUB_ORG; every stream that needs it fails with the same NotConfigured reason without it."""
     if not job.settings.github_org:
-        raise NotConfigured("Set GITHUB_ORG (the organisation to sync), and optionally GITHUB_REPOS "
-                            "as comma-separated owner/name.")
+        raise NotConfigured(NO_ORG)
     return job.settings.github_org
 
 
@@ -110,11 +114,11 @@ def remember(job: Job, stream: str, value: dict[str, Any], scope: str = "*") -> 
 
 
 def step_members(job: Job) -> int:
-    return streams.sync_members(job.client, job.engine, organisation(job)) if job.settings.github_org else 0
+    return streams.sync_members(job.client, job.engine, organisation(job))
 
 
 def step_teams(job: Job) -> int:
-    return streams.sync_teams(job.client, job.engine, organisation(job)) if job.settings.github_org else 0
+    return streams.sync_teams(job.client, job.engine, organisation(job))
 
 
 def step_timelines(job: Job) -> int:

@@ -94,12 +94,17 @@ def ingestion_messages(connection_id: str) -> list[dict[str, Any]]:
 
 
 def statuses(connection_id: str) -> list[str]:
-    """The statuses received, consecutive repeats (progress) collapsed."""
+    """The statuses received, consecutive repeats (progress) collapsed: the order of the changes."""
     out: list[str] = []
     for ingestion in ingestion_messages(connection_id):
         if not out or out[-1] != ingestion["status"]:
             out.append(ingestion["status"])
     return out
+
+
+def every_status(connection_id: str) -> list[str]:
+    """The status of every ingestion message received, repeats included: counts progress messages."""
+    return [ingestion["status"] for ingestion in ingestion_messages(connection_id)]
 
 
 def _error_response(status: int, code: str) -> tuple[Any, dict[str, Any]]:
