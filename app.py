@@ -10,6 +10,7 @@ from chalicelib.routes.github import github_routes
 from chalicelib.routes.ingestions import ingestion_routes
 from chalicelib.routes.meta import meta_routes
 from chalicelib.routes.plays import play_routes
+from chalicelib.routes.pr_reviews import pr_review_routes
 from chalicelib.routes.trips import trip_routes
 from chalicelib.settings import Settings, Wiring
 
@@ -20,6 +21,7 @@ app.register_blueprint(trip_routes)
 app.register_blueprint(github_routes)
 app.register_blueprint(meta_routes)
 app.register_blueprint(play_routes)
+app.register_blueprint(pr_review_routes)
 
 # The stage's upload bucket, chunk queue and chunk-worker cap, from the stage's environment_variables,
 # which Chalice puts in os.environ before it imports this file to deploy or package a stage (see Wiring).

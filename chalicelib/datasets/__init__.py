@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from chalicelib.datasets import plays, trips
+from chalicelib.datasets import plays, pr_reviews, trips
 
-DATASETS: dict[str, ModuleType] = {module.PREFIX: module for module in (trips, plays)}
+DATASETS: dict[str, ModuleType] = {module.PREFIX: module for module in (trips, pr_reviews, plays)}
 
 
 def for_key(key: str) -> ModuleType | None:
