@@ -8,6 +8,8 @@ record arrays; text fields are spliced in between them with pyarrow's element-wi
 
 Only the types sluice's tables use are encoded (smallint, integer, bigint, double precision, date,
 timestamp, text/varchar); `encodable` says whether a table qualifies, and callers fall back to CSV.
+A NULL is a field of length -1 with no value: a column holding nulls is spliced in as bytes like a
+text column, its null fields left empty.
 """
 
 from __future__ import annotations
@@ -56,9 +58,9 @@ def wire_kind(column: sa.Column) -> str | None:
 
 
 def encodable(table: sa.Table, columns: Sequence[str], data: pa.Table) -> list[str] | None:
-    """The wire kinds of `columns`, or None if any type is not encoded here or any value is null."""
+    """The wire kinds of `columns`, or None if any type is not encoded here."""
     kinds = [wire_kind(table.c[name]) for name in columns]
-    if any(k is None for k in kinds) or any(data.column(name).null_count for name in columns):
+    if any(k is None for k in kinds):
         return None
     return kinds  # type: ignore[return-value]
 
@@ -76,12 +78,11 @@ def encode(batch: pa.RecordBatch, kinds: Sequence[str]) -> memoryview:
     fixed: list[tuple[str, np.ndarray]] = [("count", np.full(n, len(kinds), ">i2"))]
     for i, kind in enumerate(kinds):
         column = batch.column(i)
-        if kind == "text":
-            text = column.cast(pa.string()).cast(pa.binary())
-            lengths = pc.binary_length(text).to_numpy(zero_copy_only=False)
-            fixed.append((f"len{i}", lengths.astype(">i4")))
+        if kind == "text" or column.null_count:
+            value, lengths = _field_bytes(column, kind)
+            fixed.append((f"len{i}", lengths))
             pieces.append(_fixed_rows(fixed, n))
-            pieces.append(text)
+            pieces.append(value)
             fixed = []
         else:
             arrow_type, dtype = _FIXED[kind]
@@ -91,6 +92,27 @@ def encode(batch: pa.RecordBatch, kinds: Sequence[str]) -> memoryview:
         pieces.append(_fixed_rows(fixed, n))
     rows = pieces[0] if len(pieces) == 1 else pc.binary_join_element_wise(*pieces, b"")
     return _data_bytes(rows)
+
+
+def _field_bytes(column: pa.Array, kind: str) -> tuple[pa.Array, np.ndarray]:
+    """(each row's field value as bytes, empty where null; the field lengths, -1 where null)."""
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    if kind == "text":
+        value = pc.fill_null(column.cast(pa.string()), "").cast(pa.binary())
+        lengths = pc.binary_length(value).to_numpy(zero_copy_only=False).astype(">i4")
+    else:  # a fixed-width column with nulls: its big-endian values, none for a null
+        arrow_type, dtype = _FIXED[kind]
+        width = np.dtype(dtype).itemsize
+        storage = pa.int32() if kind == "date" else pa.int64() if kind == "timestamp" else arrow_type
+        filled = pc.fill_null(column.cast(arrow_type).cast(storage), pa.scalar(0, storage)).cast(arrow_type)
+        values = _values(filled, kind, arrow_type).astype(dtype)
+        data = np.ascontiguousarray(values).view(np.uint8).reshape(-1, width)[valid].tobytes()
+        sizes = np.where(valid, width, 0)
+        offsets = np.concatenate(([0], np.cumsum(sizes))).astype(np.int32)
+        value = pa.Array.from_buffers(pa.binary(), len(column), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        lengths = sizes.astype(">i4")
+    lengths[~valid] = -1
+    return value, lengths
 
 
 def _values(column: pa.Array, kind: str, arrow_type: pa.DataType) -> np.ndarray:

@@ -68,10 +68,34 @@ def test_every_type_round_trips_through_binary_copy(postgres_url):
     assert [tuple(r) for r in got] == expected
 
 
-def test_nulls_and_unknown_types_are_left_to_csv():
+nullable = sa.Table(
+    "pgcopy_nullable",
+    shapes,
+    sa.Column("id", sa.Integer, primary_key=True),
+    *[sa.Column(c.name, c.type, nullable=True) for c in sample.columns if c.name != "id"],
+)
+
+
+def test_nulls_of_every_type_round_trip_through_binary_copy(postgres_url):
+    """A null is a field of length -1; every column here holds one, in a different row."""
     data = arrow_rows()
-    with_null = data.set_column(1, "small", pa.array([1, None, 3, 4], pa.int16()))
-    assert pgcopy.encodable(sample, data.column_names, with_null) is None
+    for i, name in enumerate(data.column_names[1:], start=1):
+        values = data.column(name).to_pylist()
+        values[i % 4] = None
+        data = data.set_column(i, name, pa.array(values, data.schema.field(name).type))
+    assert pgcopy.encodable(nullable, data.column_names, data) is not None
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        nullable.drop(conn, checkfirst=True)
+        nullable.create(conn)
+        bulk_insert(conn, nullable, data.column_names, data)
+        got = [tuple(r) for r in conn.execute(sa.select(nullable).order_by(nullable.c.id)).all()]
+        nullable.drop(conn)
+    engine.dispose()
+    assert got == [tuple(row.values()) for row in data.to_pylist()]
+
+
+def test_unknown_types_are_left_to_csv():
     odd = sa.Table("odd", sa.MetaData(), sa.Column("flag", sa.Boolean))
     assert pgcopy.encodable(odd, ["flag"], pa.table({"flag": [True]})) is None
 
